@@ -1,0 +1,37 @@
+"""Build the book with Jupyter Book 1.x; fail on any warning or cell error.
+
+    python tools/build_book.py            # cached execution (what `make book` does)
+    python tools/build_book.py --force    # execute every notebook afresh (what `make test` does)
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--force", action="store_true", help="re-execute every notebook")
+    args = parser.parse_args()
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "-W", "--keep-going"]
+    if args.force:
+        config = (ROOT / "_config.yml").read_text()
+        if "execute_notebooks: cache" not in config:
+            sys.exit("_config.yml must say `execute_notebooks: cache` (the forced build rewrites it)")
+        forced = ROOT / "_build" / "_config_forced.yml"
+        forced.parent.mkdir(exist_ok=True)
+        forced.write_text(config.replace("execute_notebooks: cache", "execute_notebooks: force"))
+        cmd += ["--all", "--config", str(forced)]
+    start = time.perf_counter()
+    code = subprocess.call(cmd, cwd=ROOT)
+    print(f"book build {'(forced) ' if args.force else ''}took {time.perf_counter() - start:.1f} s, exit {code}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
