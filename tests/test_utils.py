@@ -1,0 +1,56 @@
+"""attnlab.utils: device choice, seeding, make_divisible, parameter counts."""
+import numpy as np
+import pytest
+import torch
+
+from attnlab import utils
+
+
+def test_get_device_prefers_env_then_cuda_mps_cpu(monkeypatch):
+    monkeypatch.delenv("ATTNLAB_DEVICE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert utils.get_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert utils.get_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert utils.get_device() == torch.device("cuda")
+    monkeypatch.setenv("ATTNLAB_DEVICE", "cpu")
+    assert utils.get_device() == torch.device("cpu")
+    assert utils.get_device("meta") == torch.device("meta")
+
+
+def test_seed_everything_repeats_all_three_generators():
+    def draw():
+        import random
+        return random.random(), np.random.rand(), torch.rand(3)
+    utils.seed_everything(7)
+    a = draw()
+    utils.seed_everything(7)
+    b = draw()
+    assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
+    g1, g2 = utils.seed_everything(3), utils.seed_everything(3)
+    assert torch.equal(torch.rand(2, generator=g1), torch.rand(2, generator=g2))
+    with pytest.raises(TypeError, match="seed must be an int"):
+        utils.seed_everything(1.5)
+
+
+@pytest.mark.parametrize("value, divisor, expected", [(64 / 16, 8, 8), (256 / 16, 8, 16), (100, 8, 104),
+                                                      (33, 8, 32), (10, 1, 10), (1, 8, 8)])
+def test_make_divisible(value, divisor, expected):
+    assert utils.make_divisible(value, divisor) == expected
+
+
+def test_make_divisible_never_drops_more_than_ten_percent():
+    for v in range(1, 500):
+        assert utils.make_divisible(v, 8) >= 0.9 * v
+    with pytest.raises(ValueError, match="divisor"):
+        utils.make_divisible(10, 0)
+
+
+def test_count_parameters():
+    m = torch.nn.Linear(3, 4)
+    assert utils.count_parameters(m) == 16
+    m.bias.requires_grad_(False)
+    assert utils.count_parameters(m) == 12
+    assert utils.count_parameters(m, trainable_only=False) == 16

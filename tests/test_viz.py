@@ -1,0 +1,63 @@
+"""attnlab.viz: heatmaps, overlays, widgets and their static twins."""
+import matplotlib
+
+matplotlib.use("Agg")
+import ipywidgets  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from attnlab import viz  # noqa: E402
+
+
+def test_heatmap_labels_and_shape_errors():
+    ax = viz.heatmap(torch.rand(2, 3), x_labels=["a", "b", "c"], y_labels=["x", "y"], title="t", annotate=True)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b", "c"]
+    assert ax.get_xlabel() == "keys" and ax.get_ylabel() == "queries" and ax.get_title() == "t"
+    assert len(ax.texts) == 6
+    with pytest.raises(ValueError, match="2-D"):
+        viz.heatmap(torch.rand(2, 3, 4))
+    with pytest.raises(ValueError, match="expected 3 labels"):
+        viz.heatmap(torch.rand(2, 3), x_labels=["a"])
+    plt.close("all")
+
+
+def test_show_heads_and_overlay():
+    fig = viz.show_heads(torch.rand(3, 4, 4))
+    assert len(fig.axes) == 3 and fig.axes[1].get_title() == "head 1"
+    with pytest.raises(ValueError, match="3-D"):
+        viz.show_heads(torch.rand(4, 4))
+    ax = viz.overlay(torch.rand(1, 8, 8), torch.rand(1, 1, 4, 4))
+    assert len(ax.images) == 2
+    with pytest.raises(ValueError, match="attn_map"):
+        viz.overlay(torch.rand(8, 8), torch.rand(2, 4, 4))
+    plt.close("all")
+
+
+def draw(fig, a=1, name="x"):
+    ax = fig.add_subplot()
+    ax.plot([0, 1], [0, a])
+    ax.set_title(name)
+
+
+def test_static_twin_has_one_frame_per_combination_and_no_cdn():
+    html = viz.static_twin(draw, {"a": [1, 2, 3], "name": ["p", "q"]}).data
+    assert html.count("frames[") >= 6
+    assert 'type="range"' in html and "_anim_slider" in html
+    assert "https://" not in html and "http://" not in html and "font-awesome" not in html
+
+
+def test_widget_has_one_control_per_parameter():
+    w = viz.widget(draw, {"a": [1, 2], "name": ["p", "q"]})
+    controls = w.children[0].children
+    assert isinstance(controls[0], ipywidgets.SelectionSlider)
+    assert isinstance(controls[1], ipywidgets.Dropdown)
+    controls[0].value = 2  # redraws without error
+    plt.close("all")
+
+
+def test_params_are_checked():
+    with pytest.raises(TypeError, match="params"):
+        viz.static_twin(draw, {})
+    with pytest.raises(ValueError, match="at least one value"):
+        viz.static_twin(draw, {"a": []})
