@@ -10,11 +10,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].removeprefix("https://github.com/")
 
 pytestmark = pytest.mark.rendered
 
@@ -85,6 +87,10 @@ def test_chapter_page_works_offline(browser, chapter):
         slider.evaluate("(el, v) => { el.value = v; el.dispatchEvent(new Event('input')); }", last)
         after = img.get_attribute("src")
         assert before and after and before != after, f"static twin {i} did not change its frame"
+
+    # The Colab launch button opens this very notebook from the repository set in _config.yml.
+    colab = f"https://colab.research.google.com/github/{REPO}/blob/main/notebooks/{chapter}.ipynb"
+    assert page.locator(f'a[href="{colab}"]').count() >= 1, f"no Colab button linking {colab}"
 
     assert refused == [], f"the page asked the network for {refused}"
     page.context.close()

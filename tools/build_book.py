@@ -6,12 +6,35 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+STAMP = ROOT / "_build" / ".attnlab-hash"
+
+
+def library_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted((ROOT / "attnlab").glob("*.py")):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def library_changed() -> bool:
+    """The execution cache keys on a notebook's code only; a change in attnlab must also re-run it.
+
+    Returns True (after clearing the cache) when attnlab changed since the last good build.
+    """
+    if STAMP.exists() and STAMP.read_text() == library_digest():
+        return False
+    shutil.rmtree(ROOT / "_build" / ".jupyter_cache", ignore_errors=True)
+    return True
 
 
 def main() -> int:
@@ -27,8 +50,12 @@ def main() -> int:
         forced.parent.mkdir(exist_ok=True)
         forced.write_text(config.replace("execute_notebooks: cache", "execute_notebooks: force"))
         cmd += ["--all", "--config", str(forced)]
+    elif library_changed():  # re-read every page and re-run every notebook
+        cmd.append("--all")
     start = time.perf_counter()
     code = subprocess.call(cmd, cwd=ROOT)
+    if code == 0:
+        STAMP.write_text(library_digest())
     print(f"book build {'(forced) ' if args.force else ''}took {time.perf_counter() - start:.1f} s, exit {code}")
     return code
 
