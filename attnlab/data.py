@@ -56,7 +56,198 @@ def kernel_regression_data(n_train: int = 60, n_test: int = 100, noise: float = 
 
 # === Chapters 2-3: sequences ================================================================
 
+def _check_sequence_args(n: int, length: int, vocab: int) -> None:
+    for name, v, low in (("n", n, 1), ("length", length, 1), ("vocab", vocab, 2)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+
+
+def reversal_task(n: int, length: int = 10, vocab: int = 10,
+                  seed: int | torch.Generator | None = 0):
+    r"""Random token sequences and their reversals: :math:`y_t = x_{T-1-t}`.
+
+    Each output position must copy the token at the mirrored input position, so the task is
+    impossible without knowing positions; a trained attention layer shows an anti-diagonal.
+    Called as ``reversal_task(batch_size, length, vocab, generator)`` it also serves as a
+    sampler for :func:`attnlab.train.fit`.
+
+    Returns:
+        ``x (n, length)`` and ``y (n, length)``, integer tokens in ``[0, vocab)``.
+
+    Taught in: :ref:`chap-self-attention`.
+    """
+    _check_sequence_args(n, length, vocab)
+    x = torch.randint(vocab, (n, length), generator=_generator(seed))
+    return x, x.flip(1)
+
+
+def _random_bits(n: int, length: int, seed) -> torch.Tensor:
+    return torch.randint(2, (n, length), generator=_generator(seed))
+
+
+def two_positions_task(n: int, length: int = 16, offsets: tuple[int, int] = (-1, 2),
+                       seed: int | torch.Generator | None = 0):
+    r"""Random bits; at every position, copy the bits at two fixed offsets: :math:`y_t = (x_{t+o_1}, x_{t+o_2})`.
+
+    Positions wrap around (a ring), so every position has both neighbours. One attention head can
+    solve it by splitting its weight unevenly between the two positions (the weighted sum of two
+    bits with weights 2/3 and 1/3 takes four distinct values).
+
+    Returns:
+        ``x (n, length)`` bits and ``y (n, length, 2)`` bits.
+
+    Taught in: :ref:`chap-multi-head-attention`.
+    """
+    _check_sequence_args(n, length, 2)
+    x = _random_bits(n, length, seed)
+    y = torch.stack([torch.roll(x, -o, dims=1) for o in offsets], dim=-1)  # y[t] = x[t + o]
+    return x, y
+
+
+def window_counts_task(n: int, length: int = 16, window: int = 3,
+                       seed: int | torch.Generator | None = 0):
+    r"""Random bits; at every position t, count the ones just before t and just after t.
+
+    .. math:: y_t = \Big(\sum_{j=1}^{w} x_{t-j},\; \sum_{j=1}^{w} x_{t+j}\Big)
+
+    Positions wrap around (a ring). Each count is an average over a window times its size, so one
+    softmax head that averages over both windows returns a single blend of the two counts; two
+    heads can average the windows separately.
+
+    Returns:
+        ``x (n, length)`` bits and ``y (n, length, 2)`` counts in ``[0, window]``.
+
+    Taught in: :ref:`chap-multi-head-attention`.
+    """
+    _check_sequence_args(n, length, 2)
+    if not isinstance(window, int) or not 1 <= window < length // 2:
+        raise ValueError(f"window must be an int in [1, length // 2), got {window!r}")
+    x = _random_bits(n, length, seed)
+    before = sum(torch.roll(x, j, dims=1) for j in range(1, window + 1))  # x[t - j]
+    after = sum(torch.roll(x, -j, dims=1) for j in range(1, window + 1))  # x[t + j]
+    return x, torch.stack([before, after], dim=-1)
+
+# --- end of Chapters 2-3 data ---
+
 # === Chapters 4-5: digits as channels and on canvases =======================================
+
+_DIGITS: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def load_digit_images():
+    r"""scikit-learn's 1,797 handwritten digits (8x8, shipped with the package, no download).
+
+    Returns:
+        ``images (1797, 8, 8)`` floats in ``[0, 1]`` and ``labels (1797,)`` integers 0-9.
+    """
+    global _DIGITS
+    if _DIGITS is None:
+        from sklearn.datasets import load_digits
+        d = load_digits()
+        _DIGITS = (torch.tensor(d.images, dtype=torch.float32) / 16.0, torch.tensor(d.target))
+    return _DIGITS
+
+
+def digit_split(test_size: int = 500, seed: int = 0):
+    r"""A fixed split of the digit *images* into train and test indices (``1797 - test_size``, ``test_size``).
+
+    Training batches of :func:`noisy_channel_digits` and :func:`cluttered_digits` are composed
+    from the train images only, test sets from the test images only.
+    """
+    n = len(load_digit_images()[1])
+    if not isinstance(test_size, int) or not 0 < test_size < n:
+        raise ValueError(f"test_size must be an int in (0, {n}), got {test_size!r}")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return perm[test_size:], perm[:test_size]
+
+
+def _digit_pool(split: str) -> torch.Tensor:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    train, test = digit_split()
+    return train if split == "train" else test
+
+
+def noisy_channel_digits(n: int, channels: int = 4, sigma_signal: float = 0.1,
+                         sigma_noise: float = 0.5, split: str = "train",
+                         seed: int | torch.Generator | None = 0):
+    r"""Digits given as ``channels`` image channels; the label belongs to the *least noisy* one.
+
+    Every channel holds a different random digit plus Gaussian noise. In one channel, chosen at
+    random for each sample, the noise has standard deviation ``sigma_signal``; in the others
+    ``sigma_noise``. The label is the class of the digit in that clean channel. So *which*
+    channel matters changes from sample to sample, and telling it apart needs a statistic of the
+    whole channel (its noise level): within a 3x3 window the two noise levels overlap, over all 64
+    pixels they do not. A fixed filter cannot ignore a fixed channel here; a gate computed from
+    the input can.
+
+    Chance is 10%; guessing the channel at random and reading it perfectly gives
+    :math:`1/K + (1 - 1/K)/10` (32.5% for ``K = 4``).
+
+    Returns:
+        ``x (n, channels, 8, 8)``, ``y (n,)`` labels and ``signal (n,)``, the clean channel.
+
+    Taught in: :ref:`chap-channel-attention`.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if not isinstance(channels, int) or channels < 2:
+        raise ValueError(f"channels must be an int >= 2, got {channels!r}")
+    images, labels = load_digit_images()
+    pool, g = _digit_pool(split), _generator(seed)
+    j = pool[torch.randint(len(pool), (n, channels), generator=g)]            # (n, K) digits
+    signal = torch.randint(channels, (n,), generator=g)                         # (n,)
+    sigma = torch.full((n, channels, 1, 1), float(sigma_noise))
+    sigma[torch.arange(n), signal] = float(sigma_signal)
+    x = images[j] + sigma * torch.randn(n, channels, 8, 8, generator=g)         # (n, K, 8, 8)
+    return x, labels[j[torch.arange(n), signal]], signal
+
+
+def _paste_max(canvas: torch.Tensor, patch: torch.Tensor, row: torch.Tensor, col: torch.Tensor):
+    """canvas[b, r:r+h, c:c+w] = max(canvas, patch[b]) for every b (in place)."""
+    n, h, w = patch.shape
+    rows = (row[:, None] + torch.arange(h))[:, :, None]                        # (n, h, 1)
+    cols = (col[:, None] + torch.arange(w))[:, None, :]                        # (n, 1, w)
+    b = torch.arange(n)[:, None, None]
+    canvas[b, rows, cols] = torch.maximum(canvas[b, rows, cols], patch)
+
+
+def cluttered_digits(n: int, canvas: int = 20, clutter: int = 4, fragment: int = 3,
+                     split: str = "train", seed: int | torch.Generator | None = 0):
+    r"""One 8x8 digit at a random place on a ``canvas x canvas`` image, among clutter.
+
+    The clutter is ``clutter`` random ``fragment x fragment`` pieces cut from other digits and
+    dropped anywhere (as in the spatial transformer paper's cluttered MNIST): locally they look
+    like strokes, but none is a whole digit. Pixels combine by maximum.
+
+    Returns:
+        ``x (n, 1, canvas, canvas)``, ``y (n,)`` and ``box (n, 2)``: the digit's top-left
+        ``(row, col)`` (it covers ``box + [0, 8)`` in each direction).
+
+    Taught in: :ref:`chap-spatial-attention`.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if not isinstance(canvas, int) or canvas < 8:
+        raise ValueError(f"canvas must be an int >= 8, got {canvas!r}")
+    if not isinstance(fragment, int) or not 1 <= fragment <= 8:
+        raise ValueError(f"fragment must be an int in [1, 8], got {fragment!r}")
+    images, labels = load_digit_images()
+    pool, g = _digit_pool(split), _generator(seed)
+    x = torch.zeros(n, canvas, canvas)
+    for _ in range(clutter):
+        j = pool[torch.randint(len(pool), (n,), generator=g)]
+        a, b = torch.randint(0, 8 - fragment + 1, (2, n), generator=g)     # where in the digit
+        r, c = torch.randint(0, canvas - fragment + 1, (2, n), generator=g)  # where on the canvas
+        k = torch.arange(fragment)
+        piece = images[j[:, None, None], (a[:, None] + k)[:, :, None], (b[:, None] + k)[:, None, :]]
+        _paste_max(x, piece, r, c)
+    i = pool[torch.randint(len(pool), (n,), generator=g)]
+    box = torch.randint(0, canvas - 8 + 1, (n, 2), generator=g)
+    _paste_max(x, images[i], box[:, 0], box[:, 1])
+    return x[:, None], labels[i], box
+
+# --- end of Chapters 4-5 data ---
 
 # === Chapter 6: non-local (long-range) tasks ================================================
 

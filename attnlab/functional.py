@@ -129,17 +129,14 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None, dim: 
     work = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
     if mask is not None:
         _check_mask(mask, scores.shape)
-        if mask.dtype == torch.bool:
-            work = work.masked_fill(~mask, float("-inf"))
-        else:
-            work = work + mask.to(work.dtype)
-    keep = work > float("-inf")  # a score of -inf blocks a key too, with or without a mask
-    work = work.masked_fill(~keep, float("-inf"))
-    row_max = work.amax(dim=dim, keepdim=True)
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    e = torch.exp(work - row_max) * keep  # exp(-inf) = 0 for blocked keys
-    total = e.sum(dim=dim, keepdim=True)
-    return (e / torch.where(total > 0, total, torch.ones_like(total))).to(scores.dtype)
+        work = work.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else work + mask.to(work.dtype)
+    # A score of -inf blocks a key, with or without a mask. A row with no visible key would be
+    # softmax(-inf, ..., -inf) = NaN: give it finite scores, then zero its weights.
+    any_visible = (work > float("-inf")).any(dim=dim, keepdim=True)  # (..., T, 1)
+    if bool(any_visible.all()):  # the common case: no fix-up, no extra (T, S) tensor kept
+        return torch.softmax(work, dim=dim).to(scores.dtype)
+    work = work.masked_fill(~any_visible, 0.0)
+    return (torch.softmax(work, dim=dim) * any_visible).to(scores.dtype)
 
 
 def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
