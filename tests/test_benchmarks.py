@@ -42,8 +42,11 @@ def test_quick_suite_runs_and_prints_a_table(bench, capsys):
     assert "MHA fused: ours / nn.MultiheadAttention" in out and "time x" in out
     assert all(r.t_ours > 0 and r.t_ref > 0 and math.isfinite(r.ratio) for r in rows)
     by_case = {r.case: r for r in rows}
-    # explicit attention keeps the T x T weights, the fused kernel does not
+    # explicit attention keeps the (B, h, T, T) float32 weights for the backward pass
+    # (at these toy sizes the fused kernel's own saved tensors can weigh as much)
     explicit = by_case["explicit softmax(QK^T)V / F.scaled_dot_product_attention"]
-    assert explicit.m_ours > explicit.m_ref
+    sizes = dict(part.split("=") for part in explicit.size.split())
+    B, h, T = int(sizes["B"]), int(sizes["h"]), int(sizes["T"])
+    assert explicit.m_ours >= B * h * T * T * 4
     assert {r.group for r in rows} == {"sequence", "saving", "vision"}
     assert all(r.target is None for r in rows)  # no targets judged at toy sizes
