@@ -14,7 +14,8 @@ book: venv assets
 
 test: venv assets browser
 	$(BIN)/python tools/build_book.py --force
-	$(BIN)/pytest tests notebooks --nbval-lax --durations=15
+	rm -rf _nbval && $(BIN)/python tools/notebook_outputs.py --inject _nbval notebooks/*.ipynb
+	$(BIN)/pytest tests _nbval --nbval-lax --durations=15
 
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -35,10 +36,12 @@ browser:
 unit: venv
 	$(BIN)/pytest tests -k "not rendered"
 notebooks: venv
-	$(BIN)/pytest notebooks --nbval-lax
+	rm -rf _nbval && $(BIN)/python tools/notebook_outputs.py --inject _nbval notebooks/*.ipynb
+	$(BIN)/pytest _nbval --nbval-lax
 
-# Re-execute the notebooks and store the outputs of the cells marked NBVAL_CHECK_OUTPUT
-# (the only outputs kept in the repository); all other outputs are stripped.
+# Notebooks are stored without outputs. nbval runs copies in _nbval/ whose cells marked
+# NBVAL_CHECK_OUTPUT carry the reference outputs kept in tests/notebook_checks/; this target
+# re-executes the notebooks, refreshes those references and strips the notebooks.
 checks: venv
 	$(BIN)/python tools/notebook_outputs.py --refresh-checks notebooks/*.ipynb
 
@@ -47,4 +50,4 @@ student: venv
 	$(BIN)/python tools/student_edition.py notebooks student
 
 clean:
-	rm -rf _build student
+	rm -rf _build _nbval student

@@ -15,7 +15,7 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 REPO_URL = CONFIG["repository"]["url"]
 sys.path.insert(0, str(ROOT / "tools"))
-from notebook_outputs import is_check_cell  # noqa: E402
+from notebook_outputs import inject, is_check_cell, load_references  # noqa: E402
 from student_edition import is_solution, student_copy  # noqa: E402
 
 ids = [p.stem for p in NOTEBOOKS]
@@ -51,17 +51,32 @@ def test_toc_parts_are_captioned_and_chapters_numbered():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
-def test_stored_without_outputs_except_check_cells(path):
+def test_stored_without_outputs(path):
     nb = read(path)
     for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        if is_check_cell(cell):
-            assert cell.outputs, f"cell {i} is checked by nbval but has no stored output (run `make checks`)"
-            assert all(o.output_type in ("stream", "execute_result", "display_data") for o in cell.outputs)
-        else:
+        if cell.cell_type == "code":
             assert not cell.outputs and cell.execution_count is None, f"cell {i} has stored outputs"
     assert "widgets" not in nb.metadata, "stored widget state: strip it (tools/notebook_outputs.py --strip)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_every_check_cell_has_a_reference_output_and_none_is_stale(path):
+    checked = [c.source for c in read(path).cells if is_check_cell(c)]
+    assert checked, "a chapter checks some deterministic output with nbval (# NBVAL_CHECK_OUTPUT)"
+    references = load_references(path)
+    missing = [src.splitlines()[1] if "\n" in src else src for src in checked if src not in references]
+    assert not missing, f"check cells without a reference output (run `make checks`): {missing}"
+    assert all(references[src] for src in checked), "a reference with no output compares against nothing"
+    assert set(references) == set(checked), "references for cells that no longer exist (run `make checks`)"
+
+
+def test_injected_copy_carries_the_references(tmp_path):
+    path = NOTEBOOKS[0]
+    copy = read(inject(path, tmp_path))
+    references = load_references(path)
+    checked = [c for c in copy.cells if is_check_cell(c)]
+    assert checked and all(c.outputs == references[c.source] and c.execution_count for c in checked)
+    assert all(not c.outputs for c in copy.cells if c.cell_type == "code" and not is_check_cell(c))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
