@@ -6,15 +6,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test venv assets browser unit notebooks book-forced checks student clean
+.PHONY: book test venv assets browser unit notebooks nbval-copies checks student clean
 
 book: venv assets
 	$(BIN)/python tools/build_book.py
 	@echo "Open $(CURDIR)/_build/html/index.html in a browser."
 
-test: venv assets browser
+test: venv assets browser nbval-copies
 	$(BIN)/python tools/build_book.py --force
-	rm -rf _nbval && $(BIN)/python tools/notebook_outputs.py --inject _nbval notebooks/*.ipynb
 	$(BIN)/pytest tests _nbval --nbval-lax --durations=15
 
 venv: $(STAMP)
@@ -35,9 +34,12 @@ browser:
 # Run only parts of the suite.
 unit: venv
 	$(BIN)/pytest tests -k "not rendered"
-notebooks: venv
-	rm -rf _nbval && $(BIN)/python tools/notebook_outputs.py --inject _nbval notebooks/*.ipynb
+notebooks: venv nbval-copies
 	$(BIN)/pytest _nbval --nbval-lax
+
+# The copies nbval runs: the notebooks with their reference outputs (tests/notebook_checks/) put back.
+nbval-copies: venv
+	rm -rf _nbval && $(BIN)/python tools/notebook_outputs.py --inject _nbval notebooks/*.ipynb
 
 # Notebooks are stored without outputs. nbval runs copies in _nbval/ whose cells marked
 # NBVAL_CHECK_OUTPUT carry the reference outputs kept in tests/notebook_checks/; this target

@@ -72,6 +72,14 @@ def _merge(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | Non
     return to_float(a) + to_float(b)
 
 
+def _add_positions(x: torch.Tensor, pe: torch.Tensor, embed_dim: int, max_len: int) -> torch.Tensor:
+    """x + the first T rows of a (max_len, D) table of position vectors."""
+    _check_input("x", x, embed_dim)
+    if x.shape[1] > max_len:
+        raise ValueError(f"sequence length {x.shape[1]} exceeds max_len={max_len}")
+    return x + pe[: x.shape[1]].to(x.dtype)  # (B, T, D)
+
+
 # --- single head ------------------------------------------------------------------------------
 
 class SelfAttention(nn.Module):
@@ -300,10 +308,7 @@ class SinusoidalPositionalEncoding(nn.Module):
         self.register_buffer("pe", pe.float(), persistent=False)  # (max_len, D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input("x", x, self.embed_dim)
-        if x.shape[1] > self.max_len:
-            raise ValueError(f"sequence length {x.shape[1]} exceeds max_len={self.max_len}")
-        return x + self.pe[: x.shape[1]].to(x.dtype)  # (B, T, D)
+        return _add_positions(x, self.pe, self.embed_dim, self.max_len)
 
 
 class LearnedPositionalEncoding(nn.Module):
@@ -330,7 +335,4 @@ class LearnedPositionalEncoding(nn.Module):
         self.pe = nn.Parameter(torch.randn(max_len, embed_dim) * 0.02)  # (max_len, D)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_input("x", x, self.embed_dim)
-        if x.shape[1] > self.max_len:
-            raise ValueError(f"sequence length {x.shape[1]} exceeds max_len={self.max_len}")
-        return x + self.pe[: x.shape[1]].to(x.dtype)  # (B, T, D)
+        return _add_positions(x, self.pe, self.embed_dim, self.max_len)
