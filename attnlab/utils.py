@@ -10,7 +10,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["get_device", "seed_everything", "make_divisible", "count_parameters"]
+__all__ = ["get_device", "default_seed", "seed_everything", "make_divisible", "count_parameters"]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -31,17 +31,31 @@ def get_device(prefer: str | None = None) -> torch.device:
     return torch.device("cpu")
 
 
-def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and PyTorch so a run repeats on the same machine.
+def default_seed() -> int:
+    """The seed a notebook runs with: the environment variable ``ATTNLAB_SEED``, default 0.
 
-    Returns a ``torch.Generator`` seeded the same way, for code that wants its own stream.
+    The robustness run (``make robustness``) sets it to run every chapter over several seeds.
     """
+    raw = os.environ.get("ATTNLAB_SEED", "0")
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"ATTNLAB_SEED must be an integer, got {raw!r}") from None
+
+
+def seed_everything(seed: int | None = None) -> int:
+    """Seed Python, NumPy and PyTorch so a run repeats on the same machine; return the seed.
+
+    Args:
+        seed: the seed; ``None`` reads :func:`default_seed` (``ATTNLAB_SEED``, default 0).
+    """
+    seed = default_seed() if seed is None else seed
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    return torch.Generator().manual_seed(seed)
+    return seed
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None,

@@ -93,9 +93,14 @@ def test_first_cells_label_title_and_setup(path):
     assert "Learning goals" in head.source or "Learning goals" in nb.cells[1].source
     setup = next(c for c in nb.cells if c.cell_type == "code")
     src = setup.source
-    assert f"attnlab @ git+{REPO_URL}" in src, "setup cell must install attnlab from _config.yml's repository URL"
-    assert 'find_spec("attnlab") is None' in src
-    assert "get_device()" in src and "seed_everything(" in src
+    assert f"attnlab[book] @ git+{REPO_URL}" in src, "setup cell must install attnlab from _config.yml's repository URL"
+    assert "find_spec(m) is None" in src and '"timm"' in src
+    assert "device = get_device()" in src and "SEED = seed_everything()" in src
+
+
+def test_setup_cell_is_the_same_in_every_notebook():
+    setups = {p.stem: next(c for c in read(p).cells if c.cell_type == "code").source for p in NOTEBOOKS}
+    assert len(set(setups.values())) == 1, f"setup cells differ: {sorted(setups)}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)

@@ -29,8 +29,20 @@ def test_seed_everything_repeats_all_three_generators():
     utils.seed_everything(7)
     b = draw()
     assert a[0] == b[0] and a[1] == b[1] and torch.equal(a[2], b[2])
-    g1, g2 = utils.seed_everything(3), utils.seed_everything(3)
-    assert torch.equal(torch.rand(2, generator=g1), torch.rand(2, generator=g2))
+    assert utils.seed_everything(3) == 3
+
+
+def test_seed_comes_from_the_environment(monkeypatch):
+    monkeypatch.delenv("ATTNLAB_SEED", raising=False)
+    assert utils.default_seed() == 0 and utils.seed_everything() == 0
+    monkeypatch.setenv("ATTNLAB_SEED", "4")
+    assert utils.seed_everything() == 4
+    a = torch.rand(3)
+    utils.seed_everything(4)
+    assert torch.equal(a, torch.rand(3))
+    monkeypatch.setenv("ATTNLAB_SEED", "four")
+    with pytest.raises(ValueError, match="ATTNLAB_SEED"):
+        utils.seed_everything()
     with pytest.raises(TypeError, match="seed must be an int"):
         utils.seed_everything(1.5)
 
