@@ -1,17 +1,27 @@
 r"""attnlab: the small teaching library behind the attention textbook.
 
-One concept per module, each short enough to read beside its chapter:
+One concept per module, each short enough to read beside its chapter. Mechanisms (torch only):
 
-- ``attnlab.functional``: score functions, masked softmax, scaled dot-product attention (chapter 1)
-- ``attnlab.attention``: self-attention, multi-head attention, positional encodings (chapters 2, 3)
-- ``attnlab.channel``: SE, ECA and CBAM's channel gate (chapter 4)
-- ``attnlab.spatial``: CBAM's spatial gate, CBAM, spatial transformer, coordinate attention (chapter 5)
-- ``attnlab.non_local``: the non-local block and its pairwise functions (chapter 6)
-- ``attnlab.data``: offline data sets, generated or shipped inside packages (all chapters)
-- ``attnlab.train``: a small, transparent fit loop (all chapters)
-- ``attnlab.viz``: heatmaps, overlays, widgets and their static twins (all chapters)
-- ``attnlab.exercises``: checkers for the numeric exercises
-- ``attnlab.utils``: device choice, seeding, ``make_divisible`` (all chapters)
+- ``attnlab.functional``: score functions, masked softmax and the book's one softmax-attention
+  kernel, ``scaled_dot_product_attention`` (:ref:`chap-soft-lookup`)
+- ``attnlab.attention``: self-attention, multi-head attention, positional encodings
+  (:ref:`chap-self-attention`, :ref:`chap-multi-head-attention`)
+- ``attnlab.channel``: SE, ECA and CBAM's channel gate (:ref:`chap-channel-attention`)
+- ``attnlab.spatial``: CBAM's spatial gate, CBAM, spatial transformer, coordinate attention
+  (:ref:`chap-spatial-attention`)
+- ``attnlab.non_local``: the non-local block and its pairwise functions (:ref:`chap-non-local`)
+- ``attnlab.axial``: row, column and axial attention over images
+  (:ref:`chap-cost-and-inductive-bias`)
+- ``attnlab.checks``: the argument checks every mechanism shares
+
+Helpers (they import the mechanisms, never the reverse):
+
+- ``attnlab.data``: offline data sets, generated or shipped inside packages
+- ``attnlab.train``: a small, transparent fit loop
+- ``attnlab.viz``: heatmaps, overlays, widgets and their static twins
+- ``attnlab.report``: numbers for the prose (glue) and recorded learning targets
+- ``attnlab.exercises``: checkers for the exercises
+- ``attnlab.utils``: device choice, seeding, ``make_divisible``
 
 Shape letters, used in every docstring and shape comment (batch first, always):
 B batch, T queries (target length), S keys/values (source length), D model width,

@@ -12,12 +12,16 @@ r"""Self-attention, multi-head attention and positional encodings.
 Everything is batch first: ``x`` is ``(B, T, D)``; attention weights are ``(B, h, T, S)`` for
 :class:`MultiHeadAttention` and ``(B, T, S)`` for the single head of :class:`SelfAttention`.
 
+Both modules compute their weights with :func:`attnlab.functional.scaled_dot_product_attention`,
+the book's one attention kernel.
+
 Mask convention (the book's, as in :func:`torch.nn.functional.scaled_dot_product_attention`): a
 boolean mask is **True where a query may attend to a key**, a float mask is added to the scores.
-``torch.nn.MultiheadAttention`` uses the opposite boolean convention (True = blocked) for both its
-``attn_mask`` and its ``key_padding_mask``: pass ``~mask`` to it (or ``~mask`` from it to us).
-A query that may attend to no key gets weights of zero and an output of zero (before the output
-projection), where ``nn.MultiheadAttention`` returns NaN.
+``key_mask`` ``(B, S)`` is True for real keys and False for padding. ``torch.nn.MultiheadAttention``
+reads boolean masks the other way round (True = blocked) for both its ``attn_mask`` and its
+``key_padding_mask``: pass ``~attn_mask`` and ``~key_mask`` to it. A query that may attend to no
+key gets weights of zero and an output of zero (before the output projection), where
+``nn.MultiheadAttention`` returns NaN.
 
 Taught in: :ref:`chap-self-attention` (:class:`SelfAttention`, the positional encodings) and
 :ref:`chap-multi-head-attention` (:class:`MultiHeadAttention`).
@@ -27,56 +31,23 @@ Reference: Vaswani et al., *Attention Is All You Need*, 2017, arXiv:1706.03762.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from attnlab.functional import causal_mask, masked_softmax, scaled_dot_product_attention
+from attnlab import checks
+from attnlab.functional import merge_masks, scaled_dot_product_attention
 
-__all__ = ["SelfAttention", "MultiHeadAttention", "SinusoidalPositionalEncoding",
-           "LearnedPositionalEncoding"]
-
-
-# --- input checks shared by both modules ----------------------------------------------------
-
-def _check_input(name: str, x, width: int | None) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be floating point (float16/bfloat16/float32/float64), "
-                        f"got dtype {x.dtype}")
-    if x.dim() != 3:
-        raise ValueError(f"{name} must have shape (B, length, width), got {tuple(x.shape)}")
-    if width is not None and x.shape[-1] != width:
-        raise ValueError(f"{name} must have width {width} in its last dimension, got {x.shape[-1]}")
-
-
-def _check_mask_dtype(name: str, mask: torch.Tensor) -> None:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(mask).__name__}")
-    if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise TypeError(f"{name} must be bool (True = may attend) or floating point (added to "
-                        f"the scores), got dtype {mask.dtype}")
-
-
-def _merge(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
-    """Combine two masks: bool & bool stays bool; otherwise an additive float mask."""
-    if a is None or b is None:
-        return a if b is None else b
-    if a.dtype == torch.bool and b.dtype == torch.bool:
-        return a & b
-    dtype = a.dtype if a.is_floating_point() else b.dtype
-    to_float = lambda m: (torch.zeros(m.shape, dtype=dtype, device=m.device)  # noqa: E731
-                          .masked_fill(~m, float("-inf")) if m.dtype == torch.bool else m.to(dtype))
-    return to_float(a) + to_float(b)
+__all__ = ["SelfAttention", "MultiHeadAttention", "copy_torch_mha_",
+           "SinusoidalPositionalEncoding", "LearnedPositionalEncoding"]
 
 
 def _add_positions(x: torch.Tensor, pe: torch.Tensor, embed_dim: int, max_len: int) -> torch.Tensor:
     """x + the first T rows of a (max_len, D) table of position vectors."""
-    _check_input("x", x, embed_dim)
+    checks.sequence(x, "x", embed_dim)
     if x.shape[1] > max_len:
-        raise ValueError(f"sequence length {x.shape[1]} exceeds max_len={max_len}")
+        raise ValueError(f"x has {x.shape[1]} positions, more than max_len={max_len}")
     return x + pe[: x.shape[1]].to(x.dtype)  # (B, T, D)
 
 
@@ -97,7 +68,7 @@ class SelfAttention(nn.Module):
 
     Shape:
         x ``(B, T, D)`` -> y ``(B, T, d)``; with ``return_attention=True`` also the weights
-        ``(B, T, T)`` (one head, so no head dimension).
+        ``(B, T, T)`` (one head, so no head dimension). ``attn_mask`` broadcasts to ``(B, T, T)``.
 
     Reference: Vaswani et al., *Attention Is All You Need*, 2017, arXiv:1706.03762.
     Taught in: :ref:`chap-self-attention`.
@@ -106,32 +77,24 @@ class SelfAttention(nn.Module):
     def __init__(self, embed_dim: int, head_dim: int | None = None, bias: bool = False):
         super().__init__()
         head_dim = embed_dim if head_dim is None else head_dim
-        for name, v in (("embed_dim", embed_dim), ("head_dim", head_dim)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
-        self.embed_dim, self.head_dim = embed_dim, head_dim
-        self.w_q = nn.Linear(embed_dim, head_dim, bias=bias)  # W_Q
-        self.w_k = nn.Linear(embed_dim, head_dim, bias=bias)  # W_K
-        self.w_v = nn.Linear(embed_dim, head_dim, bias=bias)  # W_V
+        self.embed_dim = checks.positive_int(embed_dim, "embed_dim")
+        self.head_dim = checks.positive_int(head_dim, "head_dim")
+        self.q_proj = nn.Linear(embed_dim, head_dim, bias=bias)  # W_Q
+        self.k_proj = nn.Linear(embed_dim, head_dim, bias=bias)  # W_K
+        self.v_proj = nn.Linear(embed_dim, head_dim, bias=bias)  # W_V
 
     def scores(self, x: torch.Tensor) -> torch.Tensor:
-        r"""The scaled scores :math:`QK^\top/\sqrt{d}`, ``(B, T, T)``, before any mask or softmax."""
-        _check_input("x", x, self.embed_dim)
-        q, k = self.w_q(x), self.w_k(x)  # (B, T, d) each
+        r"""The scaled scores :math:`QK^\top/\sqrt{d}`, ``(B, T, T)``, before mask or softmax."""
+        checks.sequence(x, "x", self.embed_dim)
+        q, k = self.q_proj(x), self.k_proj(x)  # (B, T, d) each
         return q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, T, T)
 
     def forward(self, x: torch.Tensor, *, attn_mask: torch.Tensor | None = None,
                 is_causal: bool = False, return_attention: bool = False):
-        _check_input("x", x, self.embed_dim)
+        checks.sequence(x, "x", self.embed_dim)
         if attn_mask is not None:
-            _check_mask_dtype("attn_mask", attn_mask)
-            B, T = x.shape[:2]
-            try:
-                torch.broadcast_shapes(attn_mask.shape, (B, T, T))
-            except RuntimeError:
-                raise ValueError(f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast "
-                                 f"to (B, T, T) = {(B, T, T)}") from None
-        q, k, v = self.w_q(x), self.w_k(x), self.w_v(x)  # (B, T, d) each
+            checks.mask_for(attn_mask, (x.shape[0], x.shape[1], x.shape[1]), "attn_mask")
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)  # (B, T, d) each
         return scaled_dot_product_attention(q, k, v, attn_mask, is_causal=is_causal,
                                             return_attention=return_attention)
 
@@ -157,87 +120,95 @@ class MultiHeadAttention(nn.Module):
         vdim: width of the values (default ``embed_dim``).
         bias: add biases to the four projections.
         dropout: dropout probability on the attention weights (training only).
+        attention: the attention function that mixes the heads' values, called as
+            ``attention(q, k, v, mask, dropout_p=p, is_causal=c, return_attention=r)`` on
+            ``(B, h, T, d)`` queries and ``(B, h, S, d)`` keys and values. The default is
+            :func:`attnlab.functional.scaled_dot_product_attention`; another score, normaliser or
+            feature map plugs in here as one function (the *seam* for the variants of later
+            chapters), with no copy of this class.
 
     Masks of ``forward``, in the book's convention (**True = may attend**):
 
     - ``attn_mask``: bool or float (added to the scores), shape ``(T, S)``, ``(B, T, S)`` or
       ``(B, h, T, S)`` (any size-1 dimension broadcasts);
-    - ``key_padding_mask``: ``(B, S)``, bool True for real keys, False for padding (or float, added);
+    - ``key_mask``: ``(B, S)``, True for real keys, False for padding (or float, added);
     - ``is_causal``: query t sees keys s <= t only (combined with the masks above).
 
     ``torch.nn.MultiheadAttention`` reads boolean masks the other way round (True = blocked) and
-    its 3-D ``attn_mask`` is ``(B*h, T, S)``: give it ``~attn_mask`` and ``~key_padding_mask``.
+    its 3-D ``attn_mask`` is ``(B*h, T, S)``: give it ``~attn_mask`` and ``~key_mask``.
 
     Shape:
         query ``(B, T, D)``, key ``(B, S, kdim)``, value ``(B, S, vdim)`` (key and value default
         to query: self-attention) -> ``(B, T, D)``; with ``return_attention=True`` also the
-        per-head weights ``(B, h, T, S)``.
-
-    Without weights requested the fused kernel runs
-    (:func:`attnlab.functional.scaled_dot_product_attention`); with them, the explicit five lines
-    in :meth:`forward` run. A test holds the two equal.
+        per-head weights ``(B, h, T, S)`` (before dropout).
 
     Reference: Vaswani et al., *Attention Is All You Need*, 2017, arXiv:1706.03762.
     Taught in: :ref:`chap-multi-head-attention`.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, kdim: int | None = None,
-                 vdim: int | None = None, bias: bool = True, dropout: float = 0.0):
+                 vdim: int | None = None, bias: bool = True, dropout: float = 0.0,
+                 attention: Callable = scaled_dot_product_attention):
         super().__init__()
-        for name, v in (("embed_dim", embed_dim), ("num_heads", num_heads)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        self.embed_dim = checks.positive_int(embed_dim, "embed_dim")
+        self.num_heads = checks.positive_int(num_heads, "num_heads")
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads ({num_heads})")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
-        self.embed_dim, self.num_heads = embed_dim, num_heads
+        self.dropout = checks.probability(dropout, "dropout")
+        if not callable(attention):
+            raise TypeError(f"attention must be a function like "
+                            f"functional.scaled_dot_product_attention, got {type(attention).__name__}")
         self.head_dim = embed_dim // num_heads
-        self.kdim = embed_dim if kdim is None else kdim
-        self.vdim = embed_dim if vdim is None else vdim
-        self.dropout = dropout
+        self.kdim = embed_dim if kdim is None else checks.positive_int(kdim, "kdim")
+        self.vdim = embed_dim if vdim is None else checks.positive_int(vdim, "vdim")
+        self.attention = attention
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)  # [W_1^Q ... W_h^Q]
         self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)  # [W_1^K ... W_h^K]
         self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)  # [W_1^V ... W_h^V]
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)  # W^O
 
+    @classmethod
+    def from_torch(cls, mha: nn.MultiheadAttention) -> "MultiHeadAttention":
+        """A copy of a batch-first ``torch.nn.MultiheadAttention``, weights included.
+
+        The copy computes the same function (masks given in the book's convention).
+        """
+        if not isinstance(mha, nn.MultiheadAttention):
+            raise TypeError(f"mha must be a torch.nn.MultiheadAttention, got {type(mha).__name__}")
+        ours = cls(mha.embed_dim, mha.num_heads, mha.kdim, mha.vdim,
+                   bias=mha.in_proj_bias is not None, dropout=mha.dropout)
+        return copy_torch_mha_(ours.to(mha.out_proj.weight), mha)
+
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         B, L, _ = x.shape
         return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, L, d)
 
-    def _mask(self, attn_mask, key_padding_mask, B: int, T: int, S: int):
+    def _mask(self, attn_mask, key_mask, B: int, T: int, S: int):
         """The combined mask, broadcastable to (B, h, T, S), or None."""
         mask = None
         if attn_mask is not None:
-            _check_mask_dtype("attn_mask", attn_mask)
-            if attn_mask.dim() == 3:  # (B, T, S): the same mask for every head
-                attn_mask = attn_mask.unsqueeze(1)  # (B, 1, T, S)
-            if attn_mask.dim() not in (2, 4):
+            if isinstance(attn_mask, torch.Tensor) and attn_mask.dim() not in (2, 3, 4):
                 raise ValueError("attn_mask must have shape (T, S), (B, T, S) or (B, h, T, S), "
                                  f"got {tuple(attn_mask.shape)}")
-            try:
-                torch.broadcast_shapes(attn_mask.shape, (B, self.num_heads, T, S))
-            except RuntimeError:
-                raise ValueError(f"attn_mask of shape {tuple(attn_mask.shape)} does not broadcast "
-                                 f"to (B, h, T, S) = {(B, self.num_heads, T, S)}") from None
-            mask = attn_mask
-        if key_padding_mask is not None:
-            _check_mask_dtype("key_padding_mask", key_padding_mask)
-            if tuple(key_padding_mask.shape) != (B, S):
-                raise ValueError(f"key_padding_mask must have shape (B, S) = {(B, S)}, "
-                                 f"got {tuple(key_padding_mask.shape)}")
-            mask = _merge(mask, key_padding_mask[:, None, None, :])  # (B, 1, 1, S)
+            mask = attn_mask.unsqueeze(1) if attn_mask.dim() == 3 else attn_mask  # (B, 1, T, S)
+            checks.mask_for(mask, (B, self.num_heads, T, S), "attn_mask")
+        if key_mask is not None:
+            checks.mask_for(key_mask, (B, S), "key_mask")
+            if tuple(key_mask.shape) != (B, S):
+                raise ValueError(f"key_mask must have shape (B, S) = {(B, S)}, "
+                                 f"got {tuple(key_mask.shape)}")
+            mask = merge_masks(mask, key_mask[:, None, None, :])  # (B, 1, 1, S)
         return mask
 
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None,
                 value: torch.Tensor | None = None, *, attn_mask: torch.Tensor | None = None,
-                key_padding_mask: torch.Tensor | None = None, is_causal: bool = False,
+                key_mask: torch.Tensor | None = None, is_causal: bool = False,
                 return_attention: bool = False):
         key = query if key is None else key
         value = key if value is None else value
-        _check_input("query", query, self.embed_dim)
-        _check_input("key", key, self.kdim)
-        _check_input("value", value, self.vdim)
+        checks.sequence(query, "query", self.embed_dim)
+        checks.sequence(key, "key", self.kdim)
+        checks.sequence(value, "value", self.vdim)
         if not (query.dtype == key.dtype == value.dtype):
             raise TypeError(f"query, key and value must share a dtype, got {query.dtype}, "
                             f"{key.dtype}, {value.dtype}")
@@ -245,23 +216,15 @@ class MultiHeadAttention(nn.Module):
             raise ValueError("key and value must have shape (B, S, .) with the same B and S, and B "
                              f"must match query's: got query {tuple(query.shape)}, key "
                              f"{tuple(key.shape)}, value {tuple(value.shape)}")
-        B, T, S = query.shape[0], query.shape[1], key.shape[1]
-        mask = self._mask(attn_mask, key_padding_mask, B, T, S)
+        B, T = query.shape[:2]
+        mask = self._mask(attn_mask, key_mask, B, T, key.shape[1])
         q = self._split(self.q_proj(query))  # (B, h, T, d)
         k = self._split(self.k_proj(key))  # (B, h, S, d)
         v = self._split(self.v_proj(value))  # (B, h, S, d)
         p = self.dropout if self.training else 0.0
-
-        if not return_attention:  # fused kernel
-            out = scaled_dot_product_attention(q, k, v, mask, dropout_p=p, is_causal=is_causal)
-            weights = None
-        else:  # explicit path: the same computation, five lines
-            if is_causal:
-                mask = _merge(mask, causal_mask(T, S, device=q.device))  # (T, S) True = s <= t
-            scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, T, S)
-            weights = masked_softmax(scores, mask)  # (B, h, T, S); rows sum to 1 (or are all 0)
-            out = F.dropout(weights, p) @ v  # (B, h, T, d)
-
+        result = self.attention(q, k, v, mask, dropout_p=p, is_causal=is_causal,
+                                return_attention=return_attention)
+        out, weights = result if return_attention else (result, None)  # (B, h, T, d)
         out = out.transpose(1, 2).reshape(B, T, self.embed_dim)  # concatenate heads: (B, T, D)
         out = self.out_proj(out)  # W^O
         return (out, weights) if return_attention else out
@@ -269,6 +232,33 @@ class MultiHeadAttention(nn.Module):
     def extra_repr(self) -> str:
         return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
                 f"kdim={self.kdim}, vdim={self.vdim}, dropout={self.dropout}")
+
+
+def copy_torch_mha_(dst: nn.Module, mha: nn.MultiheadAttention) -> nn.Module:
+    """Copy the weights of a batch-first ``nn.MultiheadAttention`` into ``dst``, in place.
+
+    ``dst`` is any module with ``q_proj``, ``k_proj``, ``v_proj`` and ``out_proj`` linear layers
+    of the same shapes (:class:`MultiHeadAttention`, :class:`attnlab.axial.AxisAttention`).
+    """
+    if not mha.batch_first or mha.bias_k is not None or mha.add_zero_attn:
+        raise ValueError("mha must be batch_first, without add_bias_kv or add_zero_attn")
+    if mha._qkv_same_embed_dim:
+        weights = mha.in_proj_weight.split(mha.embed_dim)
+    else:
+        weights = (mha.q_proj_weight, mha.k_proj_weight, mha.v_proj_weight)
+    biases = (mha.in_proj_bias.split(mha.embed_dim) if mha.in_proj_bias is not None
+              else (None, None, None))
+    pairs = [(dst.q_proj, weights[0], biases[0]), (dst.k_proj, weights[1], biases[1]),
+             (dst.v_proj, weights[2], biases[2]), (dst.out_proj, mha.out_proj.weight, mha.out_proj.bias)]
+    with torch.no_grad():
+        for proj, w, b in pairs:
+            if proj.weight.shape != w.shape or (proj.bias is None) != (b is None):
+                raise ValueError(f"dst's projections do not match mha's: {tuple(proj.weight.shape)} "
+                                 f"vs {tuple(w.shape)}, bias {proj.bias is not None} vs {b is not None}")
+            proj.weight.copy_(w)
+            if b is not None:
+                proj.bias.copy_(b)
+    return dst
 
 
 # --- positions ----------------------------------------------------------------------------------
@@ -295,10 +285,9 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def __init__(self, embed_dim: int, max_len: int = 1024, base: float = 10000.0):
         super().__init__()
-        if not isinstance(embed_dim, int) or embed_dim < 2 or embed_dim % 2:
-            raise ValueError(f"embed_dim must be a positive even int, got {embed_dim!r}")
-        if not isinstance(max_len, int) or max_len < 1:
-            raise ValueError(f"max_len must be a positive int, got {max_len!r}")
+        checks.positive_int(embed_dim, "embed_dim"), checks.positive_int(max_len, "max_len")
+        if embed_dim % 2:
+            raise ValueError(f"embed_dim must be even (sines and cosines in pairs), got {embed_dim}")
         self.embed_dim, self.max_len = embed_dim, max_len
         t = torch.arange(max_len, dtype=torch.float64)[:, None]  # (max_len, 1)
         freq = base ** (-torch.arange(0, embed_dim, 2, dtype=torch.float64) / embed_dim)  # (D/2,)
@@ -328,9 +317,7 @@ class LearnedPositionalEncoding(nn.Module):
 
     def __init__(self, embed_dim: int, max_len: int = 1024):
         super().__init__()
-        for name, v in (("embed_dim", embed_dim), ("max_len", max_len)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        checks.positive_int(embed_dim, "embed_dim"), checks.positive_int(max_len, "max_len")
         self.embed_dim, self.max_len = embed_dim, max_len
         self.pe = nn.Parameter(torch.randn(max_len, embed_dim) * 0.02)  # (max_len, D)
 

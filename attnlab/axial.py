@@ -32,19 +32,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attnlab import checks
 from attnlab.functional import scaled_dot_product_attention
 
 __all__ = ["AxisAttention", "RowAttention", "ColumnAttention", "AxialAttention2d", "axis_mask",
            "attention_cost"]
 
 _AXES = ("row", "column")
-
-
-def _check_image(x, channels: int) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4 or x.shape[1] != channels:
-        raise ValueError(f"x must have shape (B, C, H, W) with C = {channels}, got {tuple(x.shape)}")
 
 
 def axis_mask(H: int, W: int, axis: str = "row", device=None) -> torch.Tensor:
@@ -54,10 +48,8 @@ def axis_mask(H: int, W: int, axis: str = "row", device=None) -> torch.Tensor:
     Full attention with this mask is row (or column) attention: each query sees only its own row
     (column). Positions are numbered ``n = i * W + j`` as in ``x.flatten(2)``.
     """
-    if axis not in _AXES:
-        raise ValueError(f"axis must be one of {_AXES}, got {axis!r}")
-    if H < 1 or W < 1:
-        raise ValueError(f"H and W must be >= 1, got H={H}, W={W}")
+    checks.one_of(axis, "axis", _AXES)
+    checks.positive_int(H, "H"), checks.positive_int(W, "W")
     i = torch.arange(H, device=device).repeat_interleave(W)  # (N,) row of each position
     j = torch.arange(W, device=device).repeat(H)  # (N,) column of each position
     key = i if axis == "row" else j
@@ -97,13 +89,10 @@ class AxisAttention(nn.Module):
 
     def __init__(self, channels: int, num_heads: int = 1, axis: str = "row", bias: bool = True):
         super().__init__()
-        for name, v in (("channels", channels), ("num_heads", num_heads)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        checks.positive_int(channels, "channels"), checks.positive_int(num_heads, "num_heads")
         if channels % num_heads:
             raise ValueError(f"channels ({channels}) must be divisible by num_heads ({num_heads})")
-        if axis not in _AXES:
-            raise ValueError(f"axis must be one of {_AXES}, got {axis!r}")
+        checks.one_of(axis, "axis", _AXES)
         self.channels, self.num_heads, self.axis = channels, num_heads, axis
         self.head_dim = channels // num_heads
         self.q_proj = nn.Linear(channels, channels, bias=bias)  # [W_1^Q ... W_h^Q]
@@ -115,18 +104,16 @@ class AxisAttention(nn.Module):
         B, P, L, _ = t.shape  # P parallel lines (rows or columns), each of length L
         return t.view(B, P, L, self.num_heads, self.head_dim).permute(0, 3, 1, 2, 4)  # (B, h, P, L, d)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        _check_image(x, self.channels)
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.feature_map(x, "x", self.channels)
         B, C, H, W = x.shape
         # lines along the attended axis: rows -> (B, H, W, C), columns -> (B, W, H, C)
         lines = x.permute(0, 2, 3, 1) if self.axis == "row" else x.permute(0, 3, 2, 1)
         q = self._split(self.q_proj(lines))  # (B, h, P, L, d)
         k = self._split(self.k_proj(lines))  # (B, h, P, L, d)
         v = self._split(self.v_proj(lines))  # (B, h, P, L, d)
-        if return_attention:
-            out, weights = scaled_dot_product_attention(q, k, v, return_attention=True)  # weights (B, h, P, L, L)
-        else:
-            out, weights = scaled_dot_product_attention(q, k, v), None  # fused kernel
+        out = scaled_dot_product_attention(q, k, v, return_attention=return_attention)
+        out, weights = out if return_attention else (out, None)  # (B, h, P, L, d), (B, h, P, L, L)
         P, L = out.shape[2], out.shape[3]
         out = out.permute(0, 2, 3, 1, 4).reshape(B, P, L, C)  # concatenate heads: (B, P, L, C)
         out = self.out_proj(out)  # W^O
@@ -190,8 +177,8 @@ class AxialAttention2d(nn.Module):
         self.column = ColumnAttention(channels, num_heads, bias=bias)
         self.residual = residual
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        _check_image(x, self.row.channels)
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.feature_map(x, "x", self.row.channels)
         if return_attention:
             y, a_row = self.row(x, return_attention=True)  # (B, C, H, W), (B, h, H, W, W)
             y = x + y if self.residual else y
@@ -213,9 +200,8 @@ def attention_cost(H: int, W: int, kind: str = "full") -> int:
     ``"full"``: :math:`(HW)^2`; ``"axial"``: :math:`HW(H + W)` (a row step and a column step);
     ``"row"``: :math:`HW \cdot W`; ``"column"``: :math:`HW \cdot H`.
     """
+    checks.positive_int(H, "H"), checks.positive_int(W, "W")
     N = H * W
     costs = {"full": N * N, "axial": N * (H + W), "row": N * W, "column": N * H}
-    if kind not in costs:
-        raise ValueError(f"kind must be one of {tuple(costs)}, got {kind!r}")
-    return costs[kind]
+    return costs[checks.one_of(kind, "kind", costs)]
 

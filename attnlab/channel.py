@@ -11,7 +11,7 @@ timm's family (``channels, reduction, act_layer, gate_layer``), without its prod
 and one forward contract: ``forward(x, return_attention=False)`` returns ``y`` or ``(y, a)``
 with ``a`` of shape ``(B, C, 1, 1)``.
 
-Taught in: Chapter 4 (``notebooks/04_channel_attention.ipynb``).
+Taught in: :ref:`chap-channel-attention`.
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 from torch import nn
+
+from attnlab import checks
 
 __all__ = [
     "reduced_channels",
@@ -33,25 +35,6 @@ __all__ = [
 
 # --- small helpers -----------------------------------------------------------------------------
 
-def _check_positive_int(value, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
-def check_feature_map(x: torch.Tensor, channels: int | None = None, name: str = "x") -> None:
-    """Raise a clear error unless ``x`` is a ``(B, C, H, W)`` tensor with ``C == channels``."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
-    if channels is not None and x.shape[1] != channels:
-        raise ValueError(f"{name} has {x.shape[1]} channels but the module was built for "
-                         f"channels={channels}")
-
-
 def reduced_channels(channels: int, reduction: float, divisor: int = 1,
                      rd_channels: int | None = None) -> int:
     r"""Width of a bottleneck MLP: ``channels / reduction`` rounded to a multiple of ``divisor``.
@@ -59,12 +42,12 @@ def reduced_channels(channels: int, reduction: float, divisor: int = 1,
     With ``divisor=1`` (the papers' choice) this is ``round(C / r)``, at least 1; timm rounds to
     multiples of 8 by default (``divisor=8``). ``rd_channels`` overrides the rule.
     """
-    _check_positive_int(channels, "channels")
+    checks.positive_int(channels, "channels")
     if rd_channels is not None:
-        return _check_positive_int(rd_channels, "rd_channels")
+        return checks.positive_int(rd_channels, "rd_channels")
     if not isinstance(reduction, (int, float)) or isinstance(reduction, bool) or reduction <= 0:
         raise ValueError(f"reduction must be a positive number, got {reduction!r}")
-    _check_positive_int(divisor, "divisor")
+    checks.positive_int(divisor, "divisor")
     value = channels / reduction
     # make_divisible with round_limit=0 (timm's rule for attention widths)
     return max(divisor, int(value + divisor / 2) // divisor * divisor)
@@ -78,9 +61,9 @@ def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
     C=64 gives 3, C=256 gives 5, C=2048 gives 7; fewer than 8 channels give 1.
     (timm never goes below 3.)
     """
-    _check_positive_int(channels, "channels")
-    if gamma <= 0:
-        raise ValueError(f"gamma must be > 0, got {gamma}")
+    checks.positive_int(channels, "channels")
+    if not isinstance(gamma, (int, float)) or gamma <= 0:
+        raise ValueError(f"gamma must be a number > 0, got {gamma!r}")
     t = int(abs((math.log2(channels) + b) / gamma))
     return t if t % 2 else t + 1
 
@@ -112,22 +95,22 @@ class SqueezeExcite(nn.Module):
 
     Reference:
         J. Hu, L. Shen, S. Albanie, G. Sun, E. Wu. *Squeeze-and-Excitation Networks*. CVPR 2018,
-        arXiv:1709.01507. Taught in Chapter 4.
+        arXiv:1709.01507. Taught in :ref:`chap-channel-attention`.
     """
 
     def __init__(self, channels: int, reduction: float = 16, *, rd_channels: int | None = None,
                  rd_divisor: int = 1, act_layer: Callable[[], nn.Module] = nn.ReLU,
                  gate_layer: Callable[[], nn.Module] = nn.Sigmoid):
         super().__init__()
-        self.channels = _check_positive_int(channels, "channels")
+        self.channels = checks.positive_int(channels, "channels")
         hidden = reduced_channels(channels, reduction, rd_divisor, rd_channels)
         self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1)  # W1, b1
         self.act = act_layer()                                 # delta
         self.fc2 = nn.Conv2d(hidden, channels, kernel_size=1)  # W2, b2
         self.gate = gate_layer()                               # sigma
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        check_feature_map(x, self.channels)
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.feature_map(x, "x", self.channels)
         z = x.mean(dim=(2, 3), keepdim=True)                   # squeeze      (B, C, 1, 1)
         a = self.gate(self.fc2(self.act(self.fc1(z))))         # excitation   (B, C, 1, 1)
         y = x * a                                              # rescale      (B, C, H, W)
@@ -160,7 +143,7 @@ class EfficientChannelAttention(nn.Module):
 
     Reference:
         Q. Wang, B. Wu, P. Zhu, P. Li, W. Zuo, Q. Hu. *ECA-Net: Efficient Channel Attention for
-        Deep Convolutional Neural Networks*. CVPR 2020, arXiv:1910.03151. Taught in Chapter 4.
+        Deep Convolutional Neural Networks*. CVPR 2020, arXiv:1910.03151. Taught in :ref:`chap-channel-attention`.
     """
 
     def __init__(self, channels: int | None = None, kernel_size: int | None = None, *,
@@ -169,18 +152,16 @@ class EfficientChannelAttention(nn.Module):
         super().__init__()
         if channels is None and kernel_size is None:
             raise ValueError("give channels (for the adaptive kernel size) or kernel_size")
-        self.channels = None if channels is None else _check_positive_int(channels, "channels")
+        self.channels = None if channels is None else checks.positive_int(channels, "channels")
         if kernel_size is None:
             kernel_size = eca_kernel_size(channels, gamma, b)
-        _check_positive_int(kernel_size, "kernel_size")
-        if kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        checks.odd(kernel_size, "kernel_size")
         self.kernel_size = kernel_size
         self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)  # w
         self.gate = gate_layer()
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        check_feature_map(x, self.channels)
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.feature_map(x, "x", self.channels)
         B, C = x.shape[:2]
         z = x.mean(dim=(2, 3)).view(B, 1, C)                   # squeeze, channels as a sequence
         a = self.gate(self.conv(z)).view(B, C, 1, 1)           # local cross-channel interaction
@@ -215,14 +196,15 @@ class ChannelGate(nn.Module):
 
     Reference:
         S. Woo, J. Park, J.-Y. Lee, I. S. Kweon. *CBAM: Convolutional Block Attention Module*.
-        ECCV 2018, arXiv:1807.06521. Taught in Chapters 4 and 5.
+        ECCV 2018, arXiv:1807.06521. Taught in :ref:`chap-channel-attention`
+        and :ref:`chap-spatial-attention`.
     """
 
     def __init__(self, channels: int, reduction: float = 16, *, rd_channels: int | None = None,
                  rd_divisor: int = 1, act_layer: Callable[[], nn.Module] = nn.ReLU,
                  gate_layer: Callable[[], nn.Module] = nn.Sigmoid, bias: bool = True):
         super().__init__()
-        self.channels = _check_positive_int(channels, "channels")
+        self.channels = checks.positive_int(channels, "channels")
         hidden = reduced_channels(channels, reduction, rd_divisor, rd_channels)
         self.fc1 = nn.Conv2d(channels, hidden, kernel_size=1, bias=bias)  # W0
         self.act = act_layer()
@@ -232,8 +214,8 @@ class ChannelGate(nn.Module):
     def mlp(self, z: torch.Tensor) -> torch.Tensor:
         return self.fc2(self.act(self.fc1(z)))
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        check_feature_map(x, self.channels)
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.feature_map(x, "x", self.channels)
         z_avg = x.mean(dim=(2, 3), keepdim=True)               # (B, C, 1, 1)
         z_max = x.amax(dim=(2, 3), keepdim=True)               # (B, C, 1, 1)
         a = self.gate(self.mlp(z_avg) + self.mlp(z_max))       # (B, C, 1, 1)

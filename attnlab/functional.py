@@ -9,10 +9,21 @@ Score functions :math:`a(q, k)` compare one query with one key; :func:`masked_so
 row of scores into weights that sum to one over the keys a query may see; the output is the
 weighted sum of the values.
 
+:func:`scaled_dot_product_attention` is the book's one softmax-attention kernel: every mechanism
+that computes softmax attention (self-attention, multi-head and cross-attention, axial
+attention, the Gaussian non-local blocks) calls it. It alone chooses between PyTorch's fused
+kernel and the readable explicit path, checks and merges masks, keeps fully masked rows at zero
+and applies attention dropout.
+
 Mask convention (the one of :func:`torch.nn.functional.scaled_dot_product_attention`): a boolean
 mask is **True where a query may attend to a key**; a float mask is *added* to the scores
-(``-inf`` blocks). A query row whose keys are all blocked gets weights of zero and an output of
-zero, never NaN.
+(``-inf`` blocks). A mask must broadcast *to* the scores' shape ``(..., T, S)``. A query row
+whose keys are all blocked gets weights of zero and an output of zero, never NaN; a NaN score
+is never hidden: it gives NaN weights.
+
+Weights and dropout: the weights returned (``return_attention=True``) are the softmax
+*before* dropout, the distribution a reader wants to see; in training, the output is computed
+from the dropped-out weights.
 
 Shapes: ``q`` is ``(..., T, d)``, ``k`` is ``(..., S, d)``, ``v`` is ``(..., S, d_v)``; any
 leading dimensions (``B`` or ``B, h``) broadcast.
@@ -31,16 +42,17 @@ import math
 import torch
 import torch.nn.functional as F
 
+from attnlab import checks
+
 __all__ = [
     "dot_product_score", "scaled_dot_product_score", "additive_score", "cosine_score",
-    "masked_softmax", "scaled_dot_product_attention", "causal_mask",
+    "masked_softmax", "causal_mask", "merge_masks", "scaled_dot_product_attention",
 ]
 
 
-def _check_qk(q: torch.Tensor, k: torch.Tensor) -> None:
+def _check_qk(q, k) -> None:
     for name, t in (("q", q), ("k", k)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        checks.tensor(t, name)
         if t.dim() < 2:
             raise ValueError(f"{name} must have shape (..., length, d), got {tuple(t.shape)}")
     if q.shape[-1] != k.shape[-1]:
@@ -57,7 +69,8 @@ def dot_product_score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return q @ k.transpose(-2, -1)  # (..., T, S)
 
 
-def scaled_dot_product_score(q: torch.Tensor, k: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+def scaled_dot_product_score(q: torch.Tensor, k: torch.Tensor,
+                             scale: float | None = None) -> torch.Tensor:
     r"""Scaled dot-product score :math:`a(q, k) = q^\top k / \sqrt{d}` (Vaswani et al., 2017).
 
     Dividing by :math:`\sqrt{d}` keeps the variance of the score near 1 when the entries of q and
@@ -71,72 +84,71 @@ def scaled_dot_product_score(q: torch.Tensor, k: torch.Tensor, scale: float | No
 
 def additive_score(q: torch.Tensor, k: torch.Tensor, w_q: torch.Tensor, w_k: torch.Tensor,
                    w_v: torch.Tensor) -> torch.Tensor:
-    r"""Additive (MLP) score :math:`a(q, k) = w_v^\top \tanh(W_q q + W_k k)` (Bahdanau et al., 2014).
+    r"""Additive (MLP) score :math:`a(q, k) = w_v^\top \tanh(W_q q + W_k k)` (Bahdanau et al.).
 
     Queries and keys may have different widths. Args: ``w_q`` ``(d_h, d_q)``, ``w_k``
     ``(d_h, d_k)``, ``w_v`` ``(d_h,)``. Shape: q ``(..., T, d_q)``, k ``(..., S, d_k)`` ->
     ``(..., T, S)``.
     """
-    if q.shape[-1] != w_q.shape[-1]:
+    for name, t in (("q", q), ("k", k), ("w_q", w_q), ("w_k", w_k), ("w_v", w_v)):
+        checks.tensor(t, name)
+    if q.shape[-1] != w_q.shape[-1] or w_q.dim() != 2:
         raise ValueError(f"w_q must have shape (d_h, {q.shape[-1]}), got {tuple(w_q.shape)}")
-    if k.shape[-1] != w_k.shape[-1]:
+    if k.shape[-1] != w_k.shape[-1] or w_k.dim() != 2:
         raise ValueError(f"w_k must have shape (d_h, {k.shape[-1]}), got {tuple(w_k.shape)}")
-    if not (w_q.shape[0] == w_k.shape[0] == w_v.shape[-1]):
-        raise ValueError("w_q, w_k and w_v must share the hidden width d_h: got "
-                         f"{w_q.shape[0]}, {w_k.shape[0]}, {w_v.shape[-1]}")
+    if w_v.dim() != 1 or not (w_q.shape[0] == w_k.shape[0] == w_v.shape[0]):
+        raise ValueError("w_q (d_h, d_q), w_k (d_h, d_k) and w_v (d_h,) must share d_h: got "
+                         f"{tuple(w_q.shape)}, {tuple(w_k.shape)}, {tuple(w_v.shape)}")
     features = torch.tanh((q @ w_q.T).unsqueeze(-2) + (k @ w_k.T).unsqueeze(-3))  # (..., T, S, d_h)
     return features @ w_v  # (..., T, S)
 
 
-def cosine_score(q: torch.Tensor, k: torch.Tensor, temperature: float = 1.0, eps: float = 1e-8) -> torch.Tensor:
-    r"""Cosine score :math:`a(q, k) = \cos(q, k) / \tau`, bounded in :math:`[-1/\tau, 1/\tau]`."""
+def cosine_score(q: torch.Tensor, k: torch.Tensor, temperature: float = 1.0,
+                 eps: float = 1e-8) -> torch.Tensor:
+    r"""Cosine score :math:`a(q, k) = \cos(q, k) / \tau`, bounded in :math:`[-1/\tau, 1/\tau]`.
+
+    A zero vector scores 0 against everything. Half-precision inputs are normalised in float32
+    (``eps`` would round to zero in float16) and the scores cast back.
+    """
     _check_qk(q, k)
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    qn = q / q.norm(dim=-1, keepdim=True).clamp_min(eps)
-    kn = k / k.norm(dim=-1, keepdim=True).clamp_min(eps)
-    return (qn @ kn.transpose(-2, -1)) / temperature  # (..., T, S)
+    if not isinstance(temperature, (int, float)) or temperature <= 0:
+        raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+    work = torch.promote_types(q.dtype, torch.float32)
+    qn = F.normalize(q.to(work), dim=-1, eps=eps)
+    kn = F.normalize(k.to(work), dim=-1, eps=eps)
+    return ((qn @ kn.transpose(-2, -1)) / temperature).to(q.dtype)  # (..., T, S)
 
 
-def _check_mask(mask: torch.Tensor, scores_shape: torch.Size) -> None:
-    if not isinstance(mask, torch.Tensor):
-        raise TypeError(f"mask must be a torch.Tensor (bool or float), got {type(mask).__name__}")
-    if mask.dtype != torch.bool and not mask.is_floating_point():
-        raise TypeError(f"mask must be bool (True = may attend) or floating point (added to the "
-                        f"scores), got dtype {mask.dtype}")
-    try:
-        torch.broadcast_shapes(mask.shape, scores_shape)
-    except RuntimeError:
-        raise ValueError(f"mask of shape {tuple(mask.shape)} does not broadcast to the scores' "
-                         f"shape (..., T, S) = {tuple(scores_shape)}") from None
-
-
-def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None, dim: int = -1) -> torch.Tensor:
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None,
+                   dim: int = -1) -> torch.Tensor:
     r"""Softmax over the keys a query may see; blocked keys get weight exactly 0.
 
     .. math:: \alpha_{ts} = \frac{m_{ts}\, e^{a_{ts}}}{\sum_{s'} m_{ts'}\, e^{a_{ts'}}}
 
     Args:
         scores: ``(..., T, S)`` scores.
-        mask: bool, True = may attend, or float, added to the scores; broadcastable to ``scores``.
+        mask: bool, True = may attend, or float, added to the scores; broadcasts to ``scores``.
         dim: the key dimension.
 
-    A row with no visible key (all blocked, or all scores ``-inf``) gives zeros, not NaN. The softmax is computed in at least float32
-    and cast back, so float16/bfloat16 scores and logits as large as 1e4 stay finite.
+    A row with no visible key (all blocked, or all scores ``-inf``) gives zeros, not NaN; a row
+    with a NaN score gives NaN, as :func:`torch.softmax` does (a bad number is never hidden).
+    The softmax is computed in at least float32 and cast back, so float16/bfloat16 scores and
+    logits as large as 1e4 stay finite.
     """
-    if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
-        raise TypeError("scores must be a floating-point torch.Tensor")
+    checks.tensor(scores, "scores")
     work = scores.float() if scores.dtype in (torch.float16, torch.bfloat16) else scores
     if mask is not None:
-        _check_mask(mask, scores.shape)
-        work = work.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else work + mask.to(work.dtype)
-    # A score of -inf blocks a key, with or without a mask. A row with no visible key would be
-    # softmax(-inf, ..., -inf) = NaN: give it finite scores, then zero its weights.
-    any_visible = (work > float("-inf")).any(dim=dim, keepdim=True)  # (..., T, 1)
-    if bool(any_visible.all()):  # the common case: no fix-up, no extra (T, S) tensor kept
+        checks.mask_for(mask, scores.shape)
+        if mask.dtype == torch.bool:
+            work = work.masked_fill(~mask, float("-inf"))
+        else:
+            work = work + mask.to(work.dtype)
+    # softmax(-inf, ..., -inf) would be NaN: a row with no visible key gets zeros instead.
+    blocked = (work == float("-inf")).all(dim=dim, keepdim=True)  # (..., T, 1)
+    if not bool(blocked.any()):  # the common case: no fix-up, no extra (T, S) tensor kept
         return torch.softmax(work, dim=dim).to(scores.dtype)
-    work = work.masked_fill(~any_visible, 0.0)
-    return (torch.softmax(work, dim=dim) * any_visible).to(scores.dtype)
+    work = work.masked_fill(blocked, 0.0)
+    return torch.softmax(work, dim=dim).masked_fill(blocked, 0.0).to(scores.dtype)
 
 
 def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
@@ -146,9 +158,23 @@ def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
     cache); this matches ``is_causal=True`` of ``F.scaled_dot_product_attention`` when ``S == T``.
     """
     S = T if S is None else S
-    if T < 1 or S < 1:
-        raise ValueError(f"T and S must be >= 1, got T={T}, S={S}")
+    checks.positive_int(T, "T"), checks.positive_int(S, "S")
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def merge_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
+    """Combine two masks: bool & bool stays bool (True = may attend); otherwise a float mask."""
+    if a is None or b is None:
+        return a if b is None else b
+    if a.dtype == torch.bool and b.dtype == torch.bool:
+        return a & b
+    dtype = a.dtype if a.is_floating_point() else b.dtype
+
+    def to_float(m):
+        if m.dtype != torch.bool:
+            return m.to(dtype)
+        return torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, float("-inf"))
+    return to_float(a) + to_float(b)
 
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
@@ -161,54 +187,51 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         q: queries ``(..., T, d)``.
         k: keys ``(..., S, d)``.
         v: values ``(..., S, d_v)``.
-        mask: bool (True = may attend) or float (added to the scores), broadcastable to
+        mask: bool (True = may attend) or float (added to the scores); must broadcast to
             ``(..., T, S)``.
         scale: multiplies the scores; default :math:`1/\sqrt{d}`.
         dropout_p: dropout on the weights (pass 0.0 at evaluation time).
         is_causal: also block keys after each query (:func:`causal_mask`).
-        return_attention: also return the weights ``(..., T, S)``.
+        return_attention: also return the weights ``(..., T, S)`` (before dropout).
 
     Returns:
         ``out`` of shape ``(..., T, d_v)``, or ``(out, weights)`` when ``return_attention``.
 
     When the weights are not requested the fused kernel
     :func:`torch.nn.functional.scaled_dot_product_attention` does the work; otherwise the
-    explicit path below runs. A test holds the two equal.
+    explicit path (three lines at the end) runs. A test holds the two equal.
 
     Reference: Vaswani et al., *Attention Is All You Need*, 2017, arXiv:1706.03762.
     """
     _check_qk(q, k)
-    if not isinstance(v, torch.Tensor):
-        raise TypeError(f"v must be a torch.Tensor, got {type(v).__name__}")
+    checks.tensor(v, "v")
     if v.dim() < 2 or v.shape[-2] != k.shape[-2]:
         raise ValueError(f"v must have shape (..., S, d_v) with S = {k.shape[-2]} keys, "
                          f"got {tuple(v.shape)}")
     if not (q.dtype == k.dtype == v.dtype):
         raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    if not 0.0 <= dropout_p < 1.0:
-        raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    checks.probability(dropout_p, "dropout_p")
     T, S = q.shape[-2], k.shape[-2]
-    scores_shape = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2]) + (T, S)
+    try:
+        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"the leading dimensions of q {tuple(q.shape)}, k {tuple(k.shape)} and "
+                         f"v {tuple(v.shape)} do not broadcast together") from None
     if mask is not None:
-        _check_mask(mask, scores_shape)
+        checks.mask_for(mask, (*batch, T, S))
+        if mask.is_floating_point():
+            mask = mask.to(q.dtype)
     if is_causal:
-        causal = causal_mask(T, S, device=q.device)
-        if mask is None:
-            mask = causal
-        elif mask.dtype == torch.bool:
-            mask = mask & causal
-        else:
-            mask = mask.masked_fill(~causal, float("-inf"))
+        mask = merge_masks(mask, causal_mask(T, S, device=q.device))  # (..., T, S)
 
     if not return_attention:  # fused path
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=scale)
-        if mask is not None:  # make "no visible key -> zeros" hold on every backend and version
-            visible = mask if mask.dtype == torch.bool else torch.isfinite(mask)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p,
+                                             scale=scale)
+        if mask is not None:  # "no visible key -> zeros" on every backend and version
+            visible = mask if mask.dtype == torch.bool else mask > float("-inf")
             out = out.masked_fill(~visible.any(-1, keepdim=True), 0.0)
         return out
 
     scores = scaled_dot_product_score(q, k, scale)  # (..., T, S)
     weights = masked_softmax(scores, mask)  # (..., T, S), rows sum to 1 (or are all 0)
-    if dropout_p > 0.0:
-        weights = F.dropout(weights, p=dropout_p)
-    return weights @ v, weights  # (..., T, d_v), (..., T, S)
+    return F.dropout(weights, p=dropout_p) @ v, weights  # (..., T, d_v), (..., T, S)

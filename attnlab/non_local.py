@@ -29,13 +29,16 @@ The non-local *block* wraps the operation in a residual unit, :math:`z_i = W_z y
 freshly inserted block is the identity and can be dropped into a pretrained network.
 
 Reference: X. Wang, R. Girshick, A. Gupta, K. He, "Non-local Neural Networks", CVPR 2018,
-arXiv:1711.07971. Taught in chapter 6 (:ref:`chap-non-local`).
+arXiv:1711.07971. Taught in :ref:`chap-non-local`.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from attnlab import checks
+from attnlab.functional import masked_softmax, scaled_dot_product_attention
 
 __all__ = ["MODES", "pairwise_affinity", "NonLocalBlock"]
 
@@ -63,16 +66,16 @@ def pairwise_affinity(theta: torch.Tensor, phi: torch.Tensor, mode: str = "embed
         Rows sum to 1 for the two Gaussian modes; for the other two they are divided by ``M``.
 
     Reference: Wang et al., "Non-local Neural Networks", 2018, arXiv:1711.07971, eqs. (2)-(7).
-    Taught in chapter 6.
+    Taught in :ref:`chap-non-local`.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    checks.one_of(mode, "mode", MODES)
+    checks.tensor(theta, "theta"), checks.tensor(phi, "phi")
     if theta.dim() != 3 or phi.dim() != 3 or theta.shape[-1] != phi.shape[-1]:
         raise ValueError(f"theta (B, N, d) and phi (B, M, d) must share d, got "
                          f"{tuple(theta.shape)} and {tuple(phi.shape)}")
     m = phi.shape[1]
     if mode in ("gaussian", "embedded_gaussian"):
-        return torch.softmax(theta @ phi.transpose(1, 2), dim=-1)        # (B, N, M)
+        return masked_softmax(theta @ phi.transpose(1, 2))               # (B, N, M)
     if mode == "dot_product":
         return theta @ phi.transpose(1, 2) / m                           # (B, N, M)
     if w_theta is None or w_phi is None:
@@ -89,18 +92,18 @@ class NonLocalBlock(nn.Module):
 
         y_i = \frac{1}{\mathcal{C}(x)} \sum_j f(x_i, x_j)\, g(x_j), \qquad z_i = W_z y_i + x_i
 
-    :math:`\theta, \phi, g` are 1x1 convolutions from ``in_channels`` to ``inter_channels``
+    :math:`\theta, \phi, g` are 1x1 convolutions from ``channels`` to ``rd_channels``
     (the ``"gaussian"`` mode uses :math:`x` itself in place of :math:`\theta, \phi`). With
     ``sub_sample`` the keys :math:`\phi` and values :math:`g` are max-pooled (2 in 1-D, 2x2 in
     2-D, 1x2x2 in 3-D, time kept, as in the paper's video models), so there are fewer key
     positions :math:`M` than queries :math:`N`; odd sizes round up (``ceil_mode``), no position is
-    dropped. :math:`W_z` is a 1x1 convolution back to ``in_channels`` followed by batch norm with
+    dropped. :math:`W_z` is a 1x1 convolution back to ``channels`` followed by batch norm with
     scale and shift initialised to 0 (``bn_layer=True``), or the convolution itself initialised to 0
     (``bn_layer=False``): either way the block starts as the identity.
 
     Args:
-        in_channels: channels ``C`` of the input.
-        inter_channels: width ``d`` of :math:`\theta, \phi, g` (default ``C // 2``, at least 1).
+        channels: channels ``C`` of the input.
+        rd_channels: width ``d`` of :math:`\theta, \phi, g` (default ``C // 2``, at least 1).
         mode: the pairwise function, one of :data:`MODES`.
         dimension: 1 for sequences ``(B, C, T)``, 2 for images ``(B, C, H, W)``, 3 for video
             ``(B, C, T, H, W)``.
@@ -111,34 +114,32 @@ class NonLocalBlock(nn.Module):
         x ``(B, C, *spatial)``; returns ``z`` of the same shape, and with ``return_attention=True``
         also the affinity ``(B, N, M)``, N = positions of x, M = key positions.
 
+    The two Gaussian forms are softmax attention and run on
+    :func:`attnlab.functional.scaled_dot_product_attention` (scale 1); the other two are not
+    normalised by a softmax and use :func:`pairwise_affinity`.
+
     Reference: X. Wang, R. Girshick, A. Gupta, K. He, "Non-local Neural Networks", CVPR 2018,
-    arXiv:1711.07971. Taught in chapter 6.
+    arXiv:1711.07971. Taught in :ref:`chap-non-local`.
     """
 
-    def __init__(self, in_channels: int, inter_channels: int | None = None,
+    def __init__(self, channels: int, rd_channels: int | None = None,
                  mode: str = "embedded_gaussian", dimension: int = 2, sub_sample: bool = False,
                  bn_layer: bool = True):
         super().__init__()
-        if not isinstance(in_channels, int) or isinstance(in_channels, bool) or in_channels < 1:
-            raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
-        if inter_channels is None:
-            inter_channels = max(1, in_channels // 2)
-        if not isinstance(inter_channels, int) or isinstance(inter_channels, bool) or inter_channels < 1:
-            raise ValueError(f"inter_channels must be a positive int or None, got {inter_channels!r}")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if dimension not in (1, 2, 3):
-            raise ValueError(f"dimension must be 1, 2 or 3, got {dimension!r}")
-        self.in_channels, self.inter_channels = in_channels, inter_channels
+        checks.positive_int(channels, "channels")
+        rd_channels = max(1, channels // 2) if rd_channels is None else rd_channels
+        checks.positive_int(rd_channels, "rd_channels")
+        checks.one_of(mode, "mode", MODES), checks.one_of(dimension, "dimension", (1, 2, 3))
+        self.channels, self.rd_channels = channels, rd_channels
         self.mode, self.dimension, self.sub_sample = mode, dimension, sub_sample
         conv = _CONV[dimension]
 
-        self.g = conv(in_channels, inter_channels, kernel_size=1)
+        self.g = conv(channels, rd_channels, kernel_size=1)
         if mode != "gaussian":      # the Gaussian compares x_i and x_j themselves
-            self.theta = conv(in_channels, inter_channels, kernel_size=1)
-            self.phi = conv(in_channels, inter_channels, kernel_size=1)
+            self.theta = conv(channels, rd_channels, kernel_size=1)
+            self.phi = conv(channels, rd_channels, kernel_size=1)
         if mode == "concatenation":  # w_f = [w_theta, w_phi], a 1x1 projection of [theta_i, phi_j]
-            self.w_f = nn.Parameter(torch.randn(2 * inter_channels) / (2 * inter_channels) ** 0.5)
+            self.w_f = nn.Parameter(torch.randn(2 * rd_channels) / (2 * rd_channels) ** 0.5)
         if sub_sample:
             kernel = (1, 2, 2) if dimension == 3 else 2
             self.pool = _POOL[dimension](kernel_size=kernel, ceil_mode=True)
@@ -146,23 +147,19 @@ class NonLocalBlock(nn.Module):
             self.pool = nn.Identity()
 
         if bn_layer:
-            self.W_z = nn.Sequential(conv(inter_channels, in_channels, kernel_size=1),
-                                     _BN[dimension](in_channels))
-            nn.init.zeros_(self.W_z[1].weight)  # gamma = 0 ...
-            nn.init.zeros_(self.W_z[1].bias)    # ... and beta = 0: the block starts as identity
+            self.w_z = nn.Sequential(conv(rd_channels, channels, kernel_size=1),
+                                     _BN[dimension](channels))
+            nn.init.zeros_(self.w_z[1].weight)  # gamma = 0 ...
+            nn.init.zeros_(self.w_z[1].bias)    # ... and beta = 0: the block starts as identity
         else:
-            self.W_z = conv(inter_channels, in_channels, kernel_size=1)
-            nn.init.zeros_(self.W_z.weight)
-            nn.init.zeros_(self.W_z.bias)
+            self.w_z = conv(rd_channels, channels, kernel_size=1)
+            nn.init.zeros_(self.w_z.weight)
+            nn.init.zeros_(self.w_z.bias)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != self.dimension + 2 or x.shape[1] != self.in_channels:
-            raise ValueError(f"x must have shape (B, {self.in_channels}, *spatial) with "
-                             f"{self.dimension} spatial dims, got {tuple(x.shape)}")
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.feature_map(x, "x", self.channels, spatial=self.dimension)
         B, C, *spatial = x.shape
-        d = self.inter_channels
+        d = self.rd_channels
 
         g = self.pool(self.g(x)).flatten(2).transpose(1, 2)                  # (B, M, d)
         if self.mode == "gaussian":
@@ -171,20 +168,21 @@ class NonLocalBlock(nn.Module):
         else:
             theta = self.theta(x).flatten(2).transpose(1, 2)                 # (B, N, d)
             phi = self.pool(self.phi(x)).flatten(2).transpose(1, 2)          # (B, M, d)
-        if self.mode in ("gaussian", "embedded_gaussian") and not return_attention:
-            # softmax(theta phi^T) g is unscaled softmax attention: use the fused kernel
-            y = F.scaled_dot_product_attention(theta, phi, g, scale=1.0)     # (B, N, d)
-            attn = None
-        else:  # the explicit path: the (B, N, M) affinity, then its weighted sum of g
+        if self.mode in ("gaussian", "embedded_gaussian"):
+            # softmax(theta phi^T) g is softmax attention with scale 1: the book's one kernel
+            y = scaled_dot_product_attention(theta, phi, g, scale=1.0,
+                                             return_attention=return_attention)
+            y, attn = y if return_attention else (y, None)                   # (B, N, d), (B, N, M)
+        else:  # not a softmax: the (B, N, M) affinity, then its weighted sum of g
             w_theta = w_phi = None
             if self.mode == "concatenation":
                 w_theta, w_phi = self.w_f[:d], self.w_f[d:]
             attn = pairwise_affinity(theta, phi, self.mode, w_theta, w_phi)  # (B, N, M)
             y = attn @ g                                                     # (B, N, d)
         y = y.transpose(1, 2).reshape(B, d, *spatial)                        # (B, d, *spatial)
-        z = self.W_z(y) + x                                                  # (B, C, *spatial)
+        z = self.w_z(y) + x                                                  # (B, C, *spatial)
         return (z, attn) if return_attention else z
 
     def extra_repr(self) -> str:
-        return (f"in_channels={self.in_channels}, inter_channels={self.inter_channels}, "
+        return (f"channels={self.channels}, rd_channels={self.rd_channels}, "
                 f"mode={self.mode!r}, dimension={self.dimension}, sub_sample={self.sub_sample}")

@@ -1,6 +1,6 @@
 r"""Spatial attention: CBAM's spatial gate and CBAM, the spatial transformer, coordinate attention.
 
-Where a channel gate (Chapter 4) answers *which* features matter, these modules answer *where*:
+Where a channel gate (:ref:`chap-channel-attention`) answers *which* features matter, these modules answer *where*:
 
 * :class:`SpatialGate` multiplies every position by a weight in (0, 1) computed from the
   channel-wise average and maximum (CBAM's spatial attention);
@@ -13,7 +13,7 @@ Where a channel gate (Chapter 4) answers *which* features matter, these modules 
 Every module follows ``forward(x, return_attention=False)``; the attention returned is the map
 the chapter plots (see each class).
 
-Taught in: Chapter 5 (``notebooks/05_spatial_attention.ipynb``).
+Taught in: :ref:`chap-spatial-attention`.
 """
 from __future__ import annotations
 
@@ -23,17 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnlab.channel import ChannelGate, _check_positive_int, check_feature_map
+from attnlab import checks
+from attnlab.channel import ChannelGate
 
 __all__ = ["SpatialGate", "CBAM", "affine_warp", "SoftArgmax2d", "SpatialTransformer",
            "CoordinateAttention"]
-
-
-def _check_odd(value: int, name: str) -> int:
-    _check_positive_int(value, name)
-    if value % 2 == 0:
-        raise ValueError(f"{name} must be odd (so the map keeps its size), got {value}")
-    return value
 
 
 # --- CBAM --------------------------------------------------------------------------------------
@@ -61,20 +55,20 @@ class SpatialGate(nn.Module):
 
     Reference:
         S. Woo, J. Park, J.-Y. Lee, I. S. Kweon. *CBAM: Convolutional Block Attention Module*.
-        ECCV 2018, arXiv:1807.06521. Taught in Chapter 5.
+        ECCV 2018, arXiv:1807.06521. Taught in :ref:`chap-spatial-attention`.
     """
 
     def __init__(self, kernel_size: int = 7, *, norm_layer: Callable[[int], nn.Module] | None = None,
                  gate_layer: Callable[[], nn.Module] = nn.Sigmoid):
         super().__init__()
-        self.kernel_size = _check_odd(kernel_size, "kernel_size")
+        self.kernel_size = checks.odd(kernel_size, "kernel_size")
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2,
                               bias=norm_layer is None)              # f^{k x k}
         self.norm = norm_layer(1) if norm_layer is not None else nn.Identity()
         self.gate = gate_layer()
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        check_feature_map(x)
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.feature_map(x)
         s = torch.cat([x.mean(dim=1, keepdim=True),                 # (B, 1, H, W)
                        x.amax(dim=1, keepdim=True)], dim=1)         # (B, 2, H, W)
         a = self.gate(self.norm(self.conv(s)))                      # (B, 1, H, W)
@@ -101,7 +95,8 @@ class CBAM(nn.Module):
 
     Reference:
         S. Woo, J. Park, J.-Y. Lee, I. S. Kweon. *CBAM: Convolutional Block Attention Module*.
-        ECCV 2018, arXiv:1807.06521. Taught in Chapters 4 and 5.
+        ECCV 2018, arXiv:1807.06521. Taught in :ref:`chap-channel-attention`
+        and :ref:`chap-spatial-attention`.
     """
 
     def __init__(self, channels: int, reduction: float = 16, kernel_size: int = 7, *,
@@ -115,13 +110,20 @@ class CBAM(nn.Module):
                                    gate_layer=gate_layer, bias=bias)
         self.spatial = SpatialGate(kernel_size, norm_layer=norm_layer, gate_layer=gate_layer)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
         x, a_c = self.channel(x, return_attention=True)            # what: (B, C, 1, 1)
         y, a_s = self.spatial(x, return_attention=True)            # where: (B, 1, H, W)
         return (y, {"channel": a_c, "spatial": a_s}) if return_attention else y
 
 
 # --- spatial transformer -----------------------------------------------------------------------
+
+def _size(out_size) -> tuple[int, int]:
+    """An output size (h, w) of two positive ints."""
+    if not isinstance(out_size, (tuple, list)) or len(out_size) != 2:
+        raise ValueError(f"out_size must be a pair (h, w) of positive ints, got {out_size!r}")
+    return checks.positive_int(out_size[0], "out_size[0]"), checks.positive_int(out_size[1], "out_size[1]")
+
 
 def affine_warp(x: torch.Tensor, theta: torch.Tensor, out_size: tuple[int, int] | None = None,
                 padding_mode: str = "zeros") -> torch.Tensor:
@@ -133,15 +135,19 @@ def affine_warp(x: torch.Tensor, theta: torch.Tensor, out_size: tuple[int, int] 
     Pixel centres are used (``align_corners=False``).
 
     Shape:
-        x: ``(B, C, H, W)``, theta: ``(B, 2, 3)`` -> ``(B, C, h, w)`` with ``(h, w) = out_size``
-        (default ``(H, W)``).
+        x: ``(B, C, H, W)``, theta: ``(B, 2, 3)`` (cast to x's dtype) -> ``(B, C, h, w)`` with
+        ``(h, w) = out_size`` (default ``(H, W)``).
     """
-    check_feature_map(x)
-    if theta.shape != (x.shape[0], 2, 3):
+    checks.feature_map(x)
+    checks.tensor(theta, "theta")
+    if tuple(theta.shape) != (x.shape[0], 2, 3):
         raise ValueError(f"theta must have shape (B, 2, 3) = {(x.shape[0], 2, 3)}, "
                          f"got {tuple(theta.shape)}")
-    h, w = out_size if out_size is not None else x.shape[-2:]
-    grid = F.affine_grid(theta, [x.shape[0], x.shape[1], h, w], align_corners=False)  # (B, h, w, 2)
+    h, w = _size(out_size) if out_size is not None else x.shape[-2:]
+    if x.shape[0] == 0:
+        return x.new_zeros(0, x.shape[1], h, w)
+    grid = F.affine_grid(theta.to(x.dtype), [x.shape[0], x.shape[1], h, w],
+                         align_corners=False)  # (B, h, w, 2)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
 
@@ -164,7 +170,7 @@ class SoftArgmax2d(nn.Module):
     """
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        check_feature_map(s, 1, name="s")
+        checks.feature_map(s, "s", 1)
         B, _, H, W = s.shape
         p = s.flatten(1).softmax(dim=-1).view(B, H, W)              # (B, H, W), sums to 1
         v = (2 * torch.arange(H, dtype=s.dtype, device=s.device) + 1) / H - 1   # (H,) row centres
@@ -192,10 +198,11 @@ class SpatialTransformer(nn.Module):
     (up to the resampling to ``out_size``).
 
     Args:
-        in_channels: channels ``C`` of the input.
+        channels: channels ``C`` of the input.
         out_size: ``(h, w)`` of the output (default: the input's size).
         transform: ``"affine"`` (6 parameters) or ``"attention"`` (scale and shift, 3).
-        localization: a module mapping ``(B, C, H, W)`` to ``(B, F)``; default a small CNN.
+        localization: a module mapping ``(B, C, H, W)`` to ``(B, F)``; default a small CNN
+            (two 5x5 convolutions and 2x2 max pools that round up, so any input size works).
         loc_features: ``F``, the width of ``localization``'s output (needed with a custom one).
 
     Shape:
@@ -203,34 +210,30 @@ class SpatialTransformer(nn.Module):
 
     Reference:
         M. Jaderberg, K. Simonyan, A. Zisserman, K. Kavukcuoglu. *Spatial Transformer Networks*.
-        NeurIPS 2015, arXiv:1506.02025. Taught in Chapter 5.
+        NeurIPS 2015, arXiv:1506.02025. Taught in :ref:`chap-spatial-attention`.
     """
 
     transforms = {"affine": 6, "attention": 3}
 
-    def __init__(self, in_channels: int, out_size: tuple[int, int] | None = None, *,
+    def __init__(self, channels: int, out_size: tuple[int, int] | None = None, *,
                  transform: str = "affine", localization: nn.Module | None = None,
                  loc_features: int | None = None):
         super().__init__()
-        self.in_channels = _check_positive_int(in_channels, "in_channels")
-        if transform not in self.transforms:
-            raise ValueError(f"transform must be one of {sorted(self.transforms)}, got {transform!r}")
-        if out_size is not None:
-            if len(out_size) != 2:
-                raise ValueError(f"out_size must be (h, w), got {out_size!r}")
-            out_size = tuple(_check_positive_int(int(s), "out_size") for s in out_size)
-        self.out_size = out_size
-        self.transform = transform
+        self.channels = checks.positive_int(channels, "channels")
+        self.transform = checks.one_of(transform, "transform", self.transforms)
+        self.out_size = _size(out_size) if out_size is not None else None
         if localization is None:
             localization = nn.Sequential(
-                nn.Conv2d(in_channels, 8, 5, padding=2), nn.MaxPool2d(2), nn.ReLU(),
-                nn.Conv2d(8, 16, 5, padding=2), nn.MaxPool2d(2), nn.ReLU(),
+                nn.Conv2d(channels, 8, 5, padding=2), nn.MaxPool2d(2, ceil_mode=True), nn.ReLU(),
+                nn.Conv2d(8, 16, 5, padding=2), nn.MaxPool2d(2, ceil_mode=True), nn.ReLU(),
                 nn.AdaptiveAvgPool2d(4), nn.Flatten(),
                 nn.Linear(16 * 4 * 4, 32), nn.ReLU())
             loc_features = 32
         elif loc_features is None:
             raise ValueError("loc_features (the width of localization's output) is required "
                              "with a custom localization")
+        else:
+            checks.positive_int(loc_features, "loc_features")
         self.localization = localization
         self.fc_theta = nn.Linear(loc_features, self.transforms[transform])
         nn.init.zeros_(self.fc_theta.weight)                    # start at the identity
@@ -248,9 +251,12 @@ class SpatialTransformer(nn.Module):
         return torch.stack([torch.stack([s, zero, tx], dim=1),
                             torch.stack([zero, s, ty], dim=1)], dim=1)   # (B, 2, 3)
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        check_feature_map(x, self.in_channels)
-        theta = self.theta(x)                                   # (B, 2, 3)
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.feature_map(x, "x", self.channels)
+        if x.shape[0] == 0:                                     # an empty batch stays empty
+            theta = x.new_zeros(0, 2, 3)
+        else:
+            theta = self.theta(x)                               # (B, 2, 3)
         y = affine_warp(x, theta, self.out_size)                # (B, C, h, w)
         return (y, theta) if return_attention else y
 
@@ -290,7 +296,7 @@ class CoordinateAttention(nn.Module):
 
     Reference:
         Q. Hou, D. Zhou, J. Feng. *Coordinate Attention for Efficient Mobile Network Design*.
-        CVPR 2021, arXiv:2103.02907. Taught in Chapter 5.
+        CVPR 2021, arXiv:2103.02907. Taught in :ref:`chap-spatial-attention`.
     """
 
     def __init__(self, channels: int, reduction: int = 32, *, min_channels: int = 8,
@@ -299,10 +305,9 @@ class CoordinateAttention(nn.Module):
                  gate_layer: Callable[[], nn.Module] = nn.Sigmoid,
                  norm_layer: Callable[[int], nn.Module] | None = nn.BatchNorm2d):
         super().__init__()
-        self.channels = _check_positive_int(channels, "channels")
-        _check_positive_int(reduction, "reduction")
-        _check_positive_int(min_channels, "min_channels")
-        hidden = (_check_positive_int(rd_channels, "rd_channels") if rd_channels is not None
+        self.channels = checks.positive_int(channels, "channels")
+        checks.positive_int(reduction, "reduction"), checks.positive_int(min_channels, "min_channels")
+        hidden = (checks.positive_int(rd_channels, "rd_channels") if rd_channels is not None
                   else max(min_channels, channels // reduction))
         self.conv1 = nn.Conv2d(channels, hidden, 1)             # F_1 (shared)
         self.norm = norm_layer(hidden) if norm_layer is not None else nn.Identity()
@@ -311,8 +316,8 @@ class CoordinateAttention(nn.Module):
         self.conv_w = nn.Conv2d(hidden, channels, 1)            # F_w
         self.gate = gate_layer()
 
-    def forward(self, x: torch.Tensor, return_attention: bool = False):
-        check_feature_map(x, self.channels)
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.feature_map(x, "x", self.channels)
         H, W = x.shape[-2:]
         z_h = x.mean(dim=3, keepdim=True)                       # (B, C, H, 1)
         z_w = x.mean(dim=2, keepdim=True).transpose(2, 3)       # (B, C, W, 1)

@@ -185,10 +185,3 @@ def interactive(draw: Callable, params: Mapping[str, Sequence], *, figsize=(6, 4
     if static:
         display(Markdown("*Static twin (works in the rendered page, no kernel needed):*"))
         display(static_twin(draw, params, figsize=figsize, title=title))
-
-
-# === Chapters 2-3 helpers ====================================================================
-
-# === Chapters 4-5 helpers ====================================================================
-
-# === Chapter 6 helpers =======================================================================

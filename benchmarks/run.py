@@ -155,13 +155,8 @@ def _exclude(module: nn.Module | None, *inputs: torch.Tensor) -> tuple:
 # --- copying weights -------------------------------------------------------------------------
 
 def mha_pair(D: int, h: int) -> tuple[MultiHeadAttention, nn.MultiheadAttention]:
-    ours = MultiHeadAttention(D, h)
     ref = nn.MultiheadAttention(D, h, batch_first=True)
-    with torch.no_grad():
-        ref.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
-        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
-        ref.out_proj.load_state_dict(ours.out_proj.state_dict())
-    return ours, ref
+    return MultiHeadAttention.from_torch(ref), ref
 
 
 def copy_by_order(src: nn.Module, dst: nn.Module) -> None:
@@ -260,10 +255,10 @@ def vision_rows(B: int, C: int, S: int, repeats: int, target: float | None = 1.2
     ours = NonLocalBlock(C, C // 2)
     ref = NonLocalAttn(C, use_scale=False, rd_channels=C // 2)
     with torch.no_grad():
-        for a, b in ((ref.t, ours.theta), (ref.p, ours.phi), (ref.g, ours.g), (ref.z, ours.W_z[0])):
+        for a, b in ((ref.t, ours.theta), (ref.p, ours.phi), (ref.g, ours.g), (ref.z, ours.w_z[0])):
             a.weight.copy_(b.weight)
             a.bias.copy_(b.bias)
-        ref.norm.load_state_dict(ours.W_z[1].state_dict())
+        ref.norm.load_state_dict(ours.w_z[1].state_dict())
     pairs.append(("non-local: ours / timm NonLocalAttn", ours, ref))
 
     rows = []

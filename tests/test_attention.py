@@ -12,25 +12,11 @@ B, T, S, D, H = 2, 5, 7, 8, 2
 
 
 def _mha_pair(dtype, kdim=None, vdim=None, bias=True):
-    """Our MHA and nn.MultiheadAttention with the same weights."""
+    """Our MHA and nn.MultiheadAttention with the same weights (copied by from_torch)."""
     torch.manual_seed(0)
     ref = nn.MultiheadAttention(D, H, bias=bias, batch_first=True, kdim=kdim, vdim=vdim).to(dtype)
-    ours = MultiHeadAttention(D, H, kdim=kdim, vdim=vdim, bias=bias).to(dtype)
-    with torch.no_grad():
-        if ref._qkv_same_embed_dim:
-            wq, wk, wv = ref.in_proj_weight.chunk(3)
-        else:
-            wq, wk, wv = ref.q_proj_weight, ref.k_proj_weight, ref.v_proj_weight
-        ours.q_proj.weight.copy_(wq)
-        ours.k_proj.weight.copy_(wk)
-        ours.v_proj.weight.copy_(wv)
-        ours.out_proj.weight.copy_(ref.out_proj.weight)
-        if bias:
-            bq, bk, bv = ref.in_proj_bias.chunk(3)
-            ours.q_proj.bias.copy_(bq)
-            ours.k_proj.bias.copy_(bk)
-            ours.v_proj.bias.copy_(bv)
-            ours.out_proj.bias.copy_(ref.out_proj.bias)
+    ours = MultiHeadAttention.from_torch(ref)
+    assert ours.q_proj.weight.dtype == dtype and ours.kdim == (kdim or D)
     return ours.eval(), ref.eval()
 
 
@@ -42,7 +28,7 @@ def test_parity_nn_mha_causal_and_padding(dtype, fused):
     x = torch.randn(B, T, D, generator=g, dtype=dtype)
     keep = torch.ones(B, T, dtype=torch.bool)  # ours: True = real token
     keep[1, -2:] = False  # the last two keys of sample 1 are padding
-    ours_out = ours(x, key_padding_mask=keep, is_causal=True, return_attention=not fused)
+    ours_out = ours(x, key_mask=keep, is_causal=True, return_attention=not fused)
     ref_out, ref_w = ref(x, x, x, key_padding_mask=~keep, attn_mask=~causal_mask(T),  # True = blocked
                          need_weights=True, average_attn_weights=False)
     y = ours_out if fused else ours_out[0]
@@ -108,8 +94,8 @@ def test_fused_equals_explicit(dtype):
     x = torch.randn(B, T, D, dtype=dtype)
     keep = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
     extra = torch.randn(T, T, dtype=dtype)
-    for kw in ({}, {"is_causal": True}, {"key_padding_mask": keep},
-               {"key_padding_mask": keep, "is_causal": True, "attn_mask": extra}):
+    for kw in ({}, {"is_causal": True}, {"key_mask": keep},
+               {"key_mask": keep, "is_causal": True, "attn_mask": extra}):
         fused = mha(x, **kw)
         explicit, w = mha(x, return_attention=True, **kw)
         torch.testing.assert_close(fused, explicit, atol=TOL[dtype], rtol=0)
@@ -121,7 +107,7 @@ def test_self_attention_matches_the_formula_and_one_head_mha():
     sa = SelfAttention(D, head_dim=4).double()
     x = torch.randn(B, T, D, dtype=torch.float64)
     y, w = sa(x, return_attention=True)
-    q, k, v = x @ sa.w_q.weight.T, x @ sa.w_k.weight.T, x @ sa.w_v.weight.T
+    q, k, v = x @ sa.q_proj.weight.T, x @ sa.k_proj.weight.T, x @ sa.v_proj.weight.T
     w_ref = torch.softmax(q @ k.transpose(1, 2) / 2.0, dim=-1)  # sqrt(d) = 2
     assert w.shape == (B, T, T) and y.shape == (B, T, 4)
     torch.testing.assert_close(w, w_ref, atol=1e-10, rtol=0)
@@ -156,7 +142,7 @@ def test_fully_masked_rows_are_finite_zero():
     keep = torch.ones(B, T, dtype=torch.bool)
     keep[0] = False  # sample 0 has no visible key at all
     for ret in (False, True):
-        out = mha(x, key_padding_mask=keep, return_attention=ret)
+        out = mha(x, key_mask=keep, return_attention=ret)
         y = out[0] if ret else out
         assert torch.isfinite(y).all()
         assert torch.all(y[0] == 0)  # zero output, and no bias in W^O
@@ -178,7 +164,7 @@ def test_low_precision_is_finite(dtype):
     keep = torch.ones(B, T, dtype=torch.bool)
     keep[1] = False
     for ret in (False, True):
-        out = mha(x, key_padding_mask=keep, is_causal=True, return_attention=ret)
+        out = mha(x, key_mask=keep, is_causal=True, return_attention=ret)
         y = out[0] if ret else out
         assert y.dtype == dtype and torch.isfinite(y).all()
     ref = MultiHeadAttention(D, H).eval()
@@ -215,10 +201,14 @@ def test_errors_name_the_argument():
         mha(x, attn_mask=torch.ones(T, dtype=torch.bool))
     with pytest.raises(TypeError, match="attn_mask"):
         mha(x, attn_mask=torch.ones(T, T, dtype=torch.long))
-    with pytest.raises(ValueError, match="key_padding_mask"):
-        mha(x, key_padding_mask=torch.ones(B, T + 1, dtype=torch.bool))
-    with pytest.raises(TypeError, match="key_padding_mask"):
-        mha(x, key_padding_mask=torch.ones(B, T, dtype=torch.int64))
+    with pytest.raises(ValueError, match="key_mask"):
+        mha(x, key_mask=torch.ones(B, T + 1, dtype=torch.bool))
+    with pytest.raises(ValueError, match="key_mask"):
+        mha(x, key_mask=torch.ones(T, dtype=torch.bool))  # broadcasts, but is not (B, S)
+    with pytest.raises(TypeError, match="key_mask"):
+        mha(x, key_mask=torch.ones(B, T, dtype=torch.int64))
+    with pytest.raises(ValueError, match="attn_mask"):  # broadcasts beyond (B, h, T, S)
+        mha(x, attn_mask=torch.ones(3, B, H, T, T, dtype=torch.bool)[0].unsqueeze(0).expand(3, -1, -1, -1, -1)[:, 0])
     with pytest.raises(TypeError, match="query"):
         mha(torch.ones(B, T, D, dtype=torch.long))
     with pytest.raises(ValueError, match="query"):

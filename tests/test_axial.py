@@ -3,19 +3,15 @@ import pytest
 import torch
 from torch import nn
 
+from attnlab.attention import copy_torch_mha_
 from attnlab.axial import (AxialAttention2d, AxisAttention, ColumnAttention, RowAttention,
                            attention_cost, axis_mask)
 
 
 def reference_mha(ours: AxisAttention) -> nn.MultiheadAttention:
-    """torch's multi-head attention holding a copy of our projections."""
-    C, h = ours.channels, ours.num_heads
-    ref = nn.MultiheadAttention(C, h, batch_first=True)
-    with torch.no_grad():
-        ref.in_proj_weight.copy_(torch.cat([ours.q_proj.weight, ours.k_proj.weight, ours.v_proj.weight]))
-        ref.in_proj_bias.copy_(torch.cat([ours.q_proj.bias, ours.k_proj.bias, ours.v_proj.bias]))
-        ref.out_proj.weight.copy_(ours.out_proj.weight)
-        ref.out_proj.bias.copy_(ours.out_proj.bias)
+    """torch's multi-head attention; ours gets a copy of its weights."""
+    ref = nn.MultiheadAttention(ours.channels, ours.num_heads, batch_first=True)
+    copy_torch_mha_(ours, ref)
     return ref
 
 
@@ -120,7 +116,7 @@ def test_bad_input_messages():
     m = AxialAttention2d(8, 2)
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         m(torch.randn(2, 8, 5))
-    with pytest.raises(ValueError, match="C = 8"):
+    with pytest.raises(ValueError, match="8 channels"):
         m(torch.randn(2, 4, 5, 5))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         m([[1.0]])

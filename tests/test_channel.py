@@ -123,7 +123,7 @@ def test_channel_gate_uses_max_pool():
 def test_errors():
     with pytest.raises(ValueError, match="channels"):
         SqueezeExcite(16)(torch.randn(1, 8, 4, 4))
-    with pytest.raises(ValueError, match="4-D"):
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         SqueezeExcite(16)(torch.randn(16, 4, 4))
     with pytest.raises(ValueError, match="channels"):
         SqueezeExcite(0)

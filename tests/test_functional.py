@@ -171,7 +171,7 @@ def test_causal_mask():
     assert torch.equal(m, torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool))
     m2 = AF.causal_mask(2, 4)  # queries are the last two of four positions
     assert torch.equal(m2, torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]], dtype=torch.bool))
-    with pytest.raises(ValueError, match="T and S"):
+    with pytest.raises(ValueError, match="T must be >= 1"):
         AF.causal_mask(0)
 
 
@@ -233,7 +233,7 @@ def test_score_function_errors():
         AF.cosine_score(torch.randn(2, 3), torch.randn(4, 3), temperature=0)
     with pytest.raises(ValueError, match="w_q must have shape"):
         AF.additive_score(torch.randn(2, 3), torch.randn(4, 5), torch.randn(6, 4), torch.randn(6, 5), torch.randn(6))
-    with pytest.raises(ValueError, match="hidden width"):
+    with pytest.raises(ValueError, match="must share d_h"):
         AF.additive_score(torch.randn(2, 3), torch.randn(4, 5), torch.randn(6, 3), torch.randn(7, 5), torch.randn(6))
     with pytest.raises(TypeError, match="scores"):
         AF.masked_softmax(torch.ones(2, 3, dtype=torch.long))

@@ -40,7 +40,7 @@ def test_identity_init_still_learns():
     torch.manual_seed(0)
     block = NonLocalBlock(4)
     block(torch.randn(2, 4, 5, 5)).pow(2).sum().backward()
-    assert block.W_z[1].weight.grad.abs().sum() > 0
+    assert block.w_z[1].weight.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("mode,dimension,sub_sample",
@@ -81,7 +81,7 @@ def test_embedded_gaussian_is_single_head_softmax_attention():
     """
     sub_sample = False
     torch.manual_seed(2)
-    C = 6  # nn.MultiheadAttention projects to its own width, so take inter_channels = C here
+    C = 6  # nn.MultiheadAttention projects to its own width, so take rd_channels = C here
     block = _randomise(NonLocalBlock(C, C, mode="embedded_gaussian", sub_sample=sub_sample,
                                      bn_layer=False))
     mha = nn.MultiheadAttention(C, num_heads=1, batch_first=True)
@@ -90,8 +90,8 @@ def test_embedded_gaussian_is_single_head_softmax_attention():
         mha.in_proj_weight.copy_(torch.cat([block.theta.weight.flatten(1) * s,
                                             block.phi.weight.flatten(1), block.g.weight.flatten(1)]))
         mha.in_proj_bias.copy_(torch.cat([block.theta.bias * s, block.phi.bias, block.g.bias]))
-        mha.out_proj.weight.copy_(block.W_z.weight.flatten(1))
-        mha.out_proj.bias.copy_(block.W_z.bias)
+        mha.out_proj.weight.copy_(block.w_z.weight.flatten(1))
+        mha.out_proj.bias.copy_(block.w_z.bias)
     x = torch.randn(2, C, 5, 7)
     seq = x.flatten(2).transpose(1, 2)         # (B, N, C)
     ref, ref_w = mha(seq, seq, seq, need_weights=True)
@@ -122,7 +122,7 @@ def test_embedded_gaussian_matches_sdpa_at_reduced_width(sub_sample):
                                    rtol=1e-5, atol=1e-5)
     except ImportError:
         pass
-    ref = block.W_z(y.transpose(1, 2).reshape(2, 4, 5, 5)) + x
+    ref = block.w_z(y.transpose(1, 2).reshape(2, 4, 5, 5)) + x
     torch.testing.assert_close(block(x), ref, rtol=1e-5, atol=1e-5)
 
 
@@ -134,10 +134,10 @@ def test_matches_timm_non_local_attn():
     ours = _randomise(NonLocalBlock(C, d, mode="embedded_gaussian"))
     ref = timm_nl.NonLocalAttn(C, use_scale=False, rd_channels=d)
     with torch.no_grad():
-        for a, b in ((ref.t, ours.theta), (ref.p, ours.phi), (ref.g, ours.g), (ref.z, ours.W_z[0])):
+        for a, b in ((ref.t, ours.theta), (ref.p, ours.phi), (ref.g, ours.g), (ref.z, ours.w_z[0])):
             a.weight.copy_(b.weight)
             a.bias.copy_(b.bias)
-        ref.norm.load_state_dict(ours.W_z[1].state_dict())
+        ref.norm.load_state_dict(ours.w_z[1].state_dict())
     x = torch.randn(2, C, 5, 6)
     for train in (True, False):
         ours.train(train)
@@ -196,18 +196,20 @@ def test_bad_arguments_raise_clear_errors():
         NonLocalBlock(4, mode="softmax")
     with pytest.raises(ValueError, match="dimension"):
         NonLocalBlock(4, dimension=4)
-    with pytest.raises(ValueError, match="in_channels"):
+    with pytest.raises(ValueError, match="channels"):
         NonLocalBlock(0)
-    with pytest.raises(ValueError, match="inter_channels"):
-        NonLocalBlock(4, inter_channels=0)
+    with pytest.raises(ValueError, match="rd_channels"):
+        NonLocalBlock(4, rd_channels=0)
+    with pytest.raises(TypeError, match="rd_channels"):
+        NonLocalBlock(4, rd_channels=2.0)
     block = NonLocalBlock(4)
     with pytest.raises(ValueError, match="x must have shape"):
         block(torch.randn(2, 4, 5))
-    with pytest.raises(ValueError, match="x must have shape"):
+    with pytest.raises(ValueError, match="x must have 4 channels"):
         block(torch.randn(2, 3, 5, 5))
     with pytest.raises(TypeError, match="x must be"):
         block([[1.0]])
-    assert NonLocalBlock(5).inter_channels == 2 and NonLocalBlock(1).inter_channels == 1
+    assert NonLocalBlock(5).rd_channels == 2 and NonLocalBlock(1).rd_channels == 1
 
 
 def test_colour_match_data():

@@ -161,7 +161,7 @@ def test_cbam_in_resnet50():
 def test_errors():
     with pytest.raises(ValueError, match="kernel_size must be odd"):
         SpatialGate(6)
-    with pytest.raises(ValueError, match="4-D"):
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         SpatialGate()(torch.randn(3, 8, 8))
     with pytest.raises(ValueError, match="channels"):
         CBAM(16)(torch.randn(1, 8, 4, 4))
