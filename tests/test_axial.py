@@ -120,3 +120,12 @@ def test_bad_input_messages():
         m(torch.randn(2, 4, 5, 5))
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         m([[1.0]])
+
+
+def test_attention_cost_refuses_negative_and_fractional_sizes():
+    with pytest.raises(ValueError, match="H must be >= 1"):
+        attention_cost(-2, 3)
+    with pytest.raises(TypeError, match="H must be an int"):
+        attention_cost(2.5, 3)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        attention_cost(2, 3, "diagonal")

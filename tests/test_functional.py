@@ -237,3 +237,42 @@ def test_score_function_errors():
         AF.additive_score(torch.randn(2, 3), torch.randn(4, 5), torch.randn(6, 3), torch.randn(7, 5), torch.randn(6))
     with pytest.raises(TypeError, match="scores"):
         AF.masked_softmax(torch.ones(2, 3, dtype=torch.long))
+
+
+# --- bad input that used to come back as a plausible answer ----------------------------------
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_mask_must_broadcast_to_the_scores_not_beyond(fused):
+    q, k, v = torch.randn(2, 3, 4), torch.randn(2, 5, 4), torch.randn(2, 5, 6)
+    beyond = torch.ones(4, 2, 3, 5, dtype=torch.bool)  # would make the output (4, 2, 3, 6)
+    with pytest.raises(ValueError, match="mask of shape"):
+        AF.scaled_dot_product_attention(q, k, v, beyond, return_attention=not fused)
+    ok = torch.ones(3, 5, dtype=torch.bool)
+    out = AF.scaled_dot_product_attention(q, k, v, ok, return_attention=not fused)
+    assert (out if fused else out[0]).shape == (2, 3, 6)
+
+
+def test_nan_scores_are_never_hidden():
+    scores = torch.tensor([[float("nan"), 1.0], [0.0, 1.0]])
+    w = AF.masked_softmax(scores)
+    assert torch.isnan(w[0]).all() and torch.isfinite(w[1]).all()
+    blocked = AF.masked_softmax(torch.full((1, 3), float("-inf")))  # all blocked: zeros
+    assert torch.equal(blocked, torch.zeros(1, 3))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cosine_score_of_a_zero_vector_is_finite_in_half_precision(dtype):
+    q = torch.zeros(1, 4, dtype=dtype)
+    k = torch.randn(3, 4).to(dtype)
+    s = AF.cosine_score(q, k)
+    assert s.dtype == dtype and torch.equal(s, torch.zeros(1, 3, dtype=dtype))
+
+
+def test_leading_dimensions_must_broadcast_and_inputs_be_float():
+    with pytest.raises(ValueError, match="leading dimensions"):
+        AF.scaled_dot_product_attention(torch.randn(2, 3, 4), torch.randn(3, 5, 4), torch.randn(3, 5, 4))
+    with pytest.raises(TypeError, match="q must be floating point"):
+        AF.scaled_dot_product_attention(torch.ones(3, 4, dtype=torch.long), torch.randn(5, 4),
+                                        torch.randn(5, 4))
+    with pytest.raises(TypeError, match="q must be a torch.Tensor"):
+        AF.dot_product_score([[1.0]], torch.randn(1, 1))

@@ -226,3 +226,34 @@ def test_noisy_channel_digits():
     assert torch.bincount(signal, minlength=4).min() > 900                # uniform over channels
     with pytest.raises(ValueError, match="split"):
         noisy_channel_digits(4, split="val")
+
+
+# --- bad input found by trying it --------------------------------------------------------------
+
+def test_spatial_transformer_default_localisation_works_on_tiny_inputs_and_empty_batches():
+    stn = SpatialTransformer(1).eval()
+    for size in (1, 2, 3, 5):
+        x = torch.randn(2, 1, size, size)
+        y, theta = stn(x, return_attention=True)
+        assert y.shape == x.shape and theta.shape == (2, 2, 3)
+    y, theta = stn(torch.randn(0, 1, 8, 8), return_attention=True)
+    assert y.shape == (0, 1, 8, 8) and theta.shape == (0, 2, 3)
+
+
+def test_out_size_must_be_whole_pixels():
+    with pytest.raises(TypeError, match=r"out_size\[0\] must be an int"):
+        SpatialTransformer(1, out_size=(2.7, 3))
+    with pytest.raises(ValueError, match="out_size must be a pair"):
+        SpatialTransformer(1, out_size=5)
+    with pytest.raises(TypeError, match=r"out_size\[1\]"):
+        affine_warp(torch.randn(1, 1, 4, 4), torch.eye(2, 3)[None], out_size=(4, 3.5))
+
+
+def test_affine_warp_takes_theta_of_another_float_dtype_and_refuses_lists():
+    x = torch.randn(2, 1, 5, 5)
+    theta = torch.eye(2, 3, dtype=torch.float64).expand(2, 2, 3)
+    torch.testing.assert_close(affine_warp(x, theta), x, atol=1e-5, rtol=0)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        affine_warp(x.tolist(), theta)
+    with pytest.raises(TypeError, match="theta must be a torch.Tensor"):
+        affine_warp(x, theta.tolist())
