@@ -1,20 +1,22 @@
 # The two commands of the README:
 #   make book   build the rendered book (HTML) into _build/html
 #   make test   run the whole test suite (unit tests, notebooks, a forced book build, browser check)
+# and, for authors: make robustness (every chapter over seeds x CPU kernel sets; long).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test venv assets browser unit notebooks nbval-copies checks student clean
+.PHONY: book test venv assets browser unit notebooks nbval-copies checks student robustness clean
 
 book: venv assets
 	$(BIN)/python tools/build_book.py
 	@echo "Open $(CURDIR)/_build/html/index.html in a browser."
 
+# See tools/test.sh: the book build (seed 0, native kernels) and nbval over the student edition
+# (seed 1, portable kernels) run side by side, then the rendered pages are checked.
 test: venv assets browser nbval-copies
-	$(BIN)/python tools/build_book.py --force
-	$(BIN)/pytest tests _nbval --nbval-lax --durations=15
+	tools/test.sh
 
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -35,11 +37,13 @@ browser:
 unit: venv
 	$(BIN)/pytest tests -k "not rendered"
 notebooks: venv nbval-copies
-	$(BIN)/pytest _nbval --nbval-lax
+	ATTNLAB_SEED=1 ATEN_CPU_CAPABILITY=default $(BIN)/pytest _nbval --nbval-lax
 
-# The copies nbval runs: the notebooks with their reference outputs (tests/notebook_checks/) put back.
+# The copies nbval runs: the student edition (no solutions) with the reference outputs of the
+# checked cells (tests/notebook_checks/) put back.
 nbval-copies: venv
-	rm -rf _nbval && $(BIN)/python tools/notebook_outputs.py --inject _nbval notebooks/*.ipynb
+	rm -rf _nbval && $(BIN)/python tools/student_edition.py notebooks _nbval/student >/dev/null
+	$(BIN)/python tools/notebook_outputs.py --inject _nbval _nbval/student/*.ipynb && rm -rf _nbval/student
 
 # Notebooks are stored without outputs. nbval runs copies in _nbval/ whose cells marked
 # NBVAL_CHECK_OUTPUT carry the reference outputs kept in tests/notebook_checks/; this target
@@ -50,6 +54,12 @@ checks: venv
 # The student edition: copies of the notebooks without solution cells, in student/.
 student: venv
 	$(BIN)/python tools/student_edition.py notebooks student
+
+# Every chapter over seeds 0-4 x {this machine's kernels, PyTorch's portable kernels}; writes
+# book/robustness_runs/<cpu>-cpu.jsonl, which the page "How robust are these numbers?" shows.
+# About 25 minutes on 2 cores. Options: make robustness ROBUSTNESS_ARGS="--seeds 0 1 --jobs 1".
+robustness: venv
+	$(BIN)/python tools/robustness.py $(ROBUSTNESS_ARGS)
 
 clean:
 	rm -rf _build _nbval student
