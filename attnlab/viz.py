@@ -8,6 +8,7 @@ page, where no kernel is behind the widget.
 from __future__ import annotations
 
 import itertools
+import os
 import re
 from typing import Callable, Mapping, Sequence
 
@@ -178,9 +179,18 @@ def widget(draw: Callable, params: Mapping[str, Sequence], *, figsize=(6, 4), ti
 
 def interactive(draw: Callable, params: Mapping[str, Sequence], *, figsize=(6, 4),
                 title: str | None = None, static: bool = True):
-    """Display a live widget and, below it, its static twin (see :func:`static_twin`)."""
+    """Display a live widget and, below it, its static twin (see :func:`static_twin`).
+
+    In the book build (``ATTNLAB_BOOK_BUILD=1``) there is no kernel behind a widget, so only the
+    static twin is shown, with a note: a control that cannot act is not drawn.
+    """
     from IPython.display import Markdown, display
 
+    if os.environ.get("ATTNLAB_BOOK_BUILD"):
+        display(Markdown("*The frames below were computed in advance; run this notebook in "
+                         "Jupyter or Colab to get the live controls.*"))
+        display(static_twin(draw, params, figsize=figsize, title=title))
+        return
     display(widget(draw, params, figsize=figsize, title=title))
     if static:
         display(Markdown("*Static twin (works in the rendered page, no kernel needed):*"))

@@ -37,6 +37,84 @@ def browser():
         b.close()
 
 
+# Chapters whose page must have at least one figure that computes in the page (attnlab.live).
+LIVE = [c for c in CHAPTERS if not c.startswith("05_")]
+
+# Runs a live figure's checks: set its controls, let Vega recompute, read the weights it plots.
+RUN_CHECKS = """
+async (id) => {
+  const view = window.attnlabLive.views[id];
+  const checks = JSON.parse(document.getElementById(id).dataset.checks);
+  const names = [];
+  for (let i = 0; i < 60; i++) names.push("data_" + i, "source_" + i);
+  const out = [];
+  for (const check of checks) {
+    for (const [name, value] of Object.entries(check.params)) view.signal(name, value);
+    await view.runAsync();
+    let got = null;
+    for (const n of names) {
+      let rows;
+      try { rows = view.data(n); } catch (e) { continue; }
+      if (rows.length && rows.length === check.values.length && check.field in rows[0]) {
+        got = rows.slice().sort((a, b) => a[check.sort] - b[check.sort]).map(r => r[check.field]);
+        break;
+      }
+    }
+    out.push({params: check.params, expected: check.values, got: got});
+  }
+  return out;
+}
+"""
+
+# Moves one bound control (range, checkbox or menu) of a live figure to another value.
+MOVE = """
+(el) => {
+  if (el.type === "range") {
+    const v = Number(el.value), max = Number(el.max), min = Number(el.min);
+    el.value = v < max ? max : min;
+  } else if (el.type === "checkbox") {
+    el.checked = !el.checked;
+  } else if (el.tagName === "SELECT") {
+    el.selectedIndex = (el.selectedIndex + 1) % el.options.length;
+  } else if (el.type === "radio") {
+    el.checked = true;
+  }
+  el.dispatchEvent(new Event("input", {bubbles: true}));
+  el.dispatchEvent(new Event("change", {bubbles: true}));
+}
+"""
+
+
+def check_live_figures(page) -> int:
+    """Every live figure renders offline, recomputes when any control moves, and equals Python."""
+    figures = page.locator(".attnlab-live")
+    n = figures.count()
+    if not n:
+        return 0
+    page.wait_for_function(f"() => window.attnlabLive && Object.keys(window.attnlabLive.views).length >= {n}",
+                           timeout=30_000)
+    for i in range(n):
+        fig_id = figures.nth(i).get_attribute("id")
+        results = page.evaluate(RUN_CHECKS, fig_id)
+        assert results, f"live figure {fig_id} carries no check against Python"
+        for r in results:
+            assert r["got"] is not None, f"{fig_id}: no plotted data matches the check {r['params']}"
+            gap = max(abs(a - b) for a, b in zip(r["got"], r["expected"]))
+            assert gap < 1e-6, f"{fig_id}: the page computes {r['got']}, Python {r['expected']}"
+        controls = page.locator(f"#{fig_id} .vega-bindings input, #{fig_id} .vega-bindings select")
+        assert controls.count() >= 1, f"live figure {fig_id} has no control"
+        for j in range(controls.count()):
+            control = controls.nth(j)
+            if control.get_attribute("type") == "radio" and control.is_checked():
+                continue
+            before = page.locator(f"#{fig_id} svg").first.inner_html()
+            control.evaluate(MOVE)
+            page.wait_for_timeout(150)
+            after = page.locator(f"#{fig_id} svg").first.inner_html()
+            assert after != before, f"{fig_id}: moving control {j} changed nothing in the plot"
+    return n
+
+
 def open_offline(browser, page_path: Path):
     """Open a built page with every non-file request aborted; return (page, refused URLs)."""
     context = browser.new_context()
@@ -51,6 +129,9 @@ def open_offline(browser, page_path: Path):
 
     context.route("**/*", route)
     page = context.new_page()
+    page.js_errors = []
+    page.on("pageerror", lambda e: page.js_errors.append(str(e)))
+    page.on("console", lambda m: page.js_errors.append(m.text) if m.type == "error" else None)
     page.goto(page_path.as_uri(), wait_until="load")
     page.wait_for_timeout(300)
     return page, refused
@@ -69,11 +150,14 @@ def test_chapter_page_works_offline(browser, chapter):
     assert n_math > 0, "no typeset math on the page"
     assert "$$" not in page.locator("article").inner_text()
 
-    # Widgets render their embedded state through the local widget manager.
-    n_views = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count()
-    if n_views:
-        page.wait_for_selector(".jupyter-widgets", timeout=20_000)
-        assert page.locator(".jupyter-widgets").count() >= n_views
+    # No dead controls: kernel-only widgets are left out of the rendered page.
+    assert page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count() == 0
+    assert page.locator(".jupyter-widgets").count() == 0
+
+    # Figures whose controls compute in the page, checked against Python's numbers.
+    n_live = check_live_figures(page)
+    if chapter in LIVE:
+        assert n_live >= 1, "no figure whose controls compute in the page"
 
     # Every static twin (a jshtml animation) changes its frame when its slider moves.
     sliders = page.locator('input[type="range"][id^="_anim_slider"]')
@@ -93,6 +177,7 @@ def test_chapter_page_works_offline(browser, chapter):
     assert page.locator(f'a[href="{colab}"]').count() >= 1, f"no Colab button linking {colab}"
 
     assert refused == [], f"the page asked the network for {refused}"
+    assert page.js_errors == [], f"JavaScript errors on the page: {page.js_errors}"
     page.context.close()
 
 

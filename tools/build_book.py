@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shutil
 import subprocess
 import sys
@@ -53,7 +54,10 @@ def main() -> int:
     elif library_changed():  # re-read every page and re-run every notebook
         cmd.append("--all")
     start = time.perf_counter()
-    code = subprocess.call(cmd, cwd=ROOT)
+    # The notebooks see that they run for the rendered page: live figures load the vendored
+    # Vega, and kernel-only widgets are left out (attnlab.live, attnlab.viz.interactive).
+    env = {**os.environ, "ATTNLAB_BOOK_BUILD": "1"}
+    code = subprocess.call(cmd, cwd=ROOT, env=env)
     if code == 0:
         STAMP.write_text(library_digest())
     print(f"book build {'(forced) ' if args.force else ''}took {time.perf_counter() - start:.1f} s, exit {code}")

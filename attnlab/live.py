@@ -1,0 +1,469 @@
+r"""Figures that compute in the rendered page: move a control, the page recomputes the softmax.
+
+Attention weights are cheap arithmetic once the scores are known: a scale or temperature, a
+mask, a softmax, a weighted sum. The figures here carry the scores (computed by a trained
+model in Python) and let the *page* redo that arithmetic whenever the reader moves a control,
+with no kernel and no network. They are Vega-Lite charts built with Altair: the controls are
+Vega-Lite parameters bound to sliders, check boxes and menus, and the softmax is a chain of
+Vega-Lite transforms (a maximum per query, ``exp``, a sum per query, a division).
+
+:func:`publish` shows a chart: in the book build (``ATTNLAB_BOOK_BUILD=1``) as HTML that loads
+Vega from the book's own static folder (vendored once, never fetched from a CDN); in Jupyter,
+JupyterLab and Colab as the Altair chart itself, which they render natively. Each published
+figure can carry *checks*: settings of its controls with the weights Python computes for them,
+so a browser test can hold the page's arithmetic to the library's.
+
+Taught in: every chapter with an "explore" section, first :ref:`chap-soft-lookup`.
+"""
+from __future__ import annotations
+
+import copy
+import html
+import json
+import os
+import re
+import uuid
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["softmax_weights", "attention_explorer", "image_attention_explorer",
+           "channel_gate_explorer", "cost_explorer", "publish"]
+
+_BLOCKED = -1e30  # a score the page's softmax treats as -inf (weight exactly 0)
+
+
+def softmax_weights(scores, temperature: float = 1.0, allowed=None) -> np.ndarray:
+    """What the page computes: ``softmax(scores / temperature)`` over the last axis, in float64.
+
+    Blocked keys (``allowed`` False) get weight 0; a row with no allowed key gets zeros.
+    """
+    s = np.asarray(scores, dtype=np.float64) / temperature
+    if allowed is not None:
+        s = np.where(np.asarray(allowed, dtype=bool), s, -np.inf)
+    m = np.max(s, axis=-1, keepdims=True)
+    e = np.where(np.isfinite(s), np.exp(s - np.where(np.isfinite(m), m, 0.0)), 0.0)
+    z = e.sum(axis=-1, keepdims=True)
+    return np.divide(e, z, out=np.zeros_like(e), where=z > 0)
+
+
+def _as_array(x, name: str, ndim: int) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().double().numpy()
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    return a
+
+
+def _label_expr(labels: Sequence[str]) -> str:
+    return json.dumps([str(t) for t in labels]) + "[datum.value]"
+
+
+def _control(name: str, value, binding=None):
+    """A Vega-Lite parameter, bound to a control when there is a choice to make."""
+    import altair as alt
+
+    return alt.param(name=name, value=value, bind=binding) if binding else alt.param(name=name, value=value)
+
+
+def _softmax(chart, group: str = "q"):
+    """Append the page's softmax: weight = softmax(score / temperature) over allowed keys.
+
+    Rows with ``norm == 'mean'`` are not a softmax (the dot-product and concatenation forms of
+    a non-local block): their weight is the precomputed score divided by the number of keys.
+    """
+    return (chart
+            .transform_calculate(s=f"masked && !datum.ok ? {_BLOCKED} : datum.score / temperature")
+            .transform_joinaggregate(m="max(s)", n="count()", groupby=[group])
+            .transform_calculate(e=f"datum.s <= {_BLOCKED / 10} ? 0 : exp(datum.s - datum.m)")
+            .transform_joinaggregate(z="sum(e)", groupby=[group])
+            .transform_calculate(weight="datum.norm == 'mean' ? datum.score / datum.n : "
+                                        "datum.z > 0 ? datum.e / datum.z : 0"))
+
+
+def _variants(scores, ndim: int) -> dict[str, np.ndarray]:
+    variants = dict(scores) if isinstance(scores, Mapping) else {"": scores}
+    arrays = {v: _as_array(s, f"scores[{v!r}]" if v else "scores", ndim) for v, s in variants.items()}
+    shape = next(iter(arrays.values())).shape
+    if any(a.shape != shape for a in arrays.values()):
+        raise ValueError(f"every variant's scores must have the same shape, got "
+                         f"{[a.shape for a in arrays.values()]}")
+    return arrays
+
+
+def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str], *,
+                       queries: Sequence[str] | None = None, values=None, mask=None,
+                       temperature: tuple[float, float, float] = (0.1, 4.0, 1.0),
+                       variant_name: str = "variant", title: str | None = None,
+                       cell: tuple[int, int] = (22, 22)):
+    r"""An Altair chart: per-head scores in, controls for temperature, head, query, mask, variant.
+
+    Args:
+        scores: ``(h, T, S)`` scores (before the softmax and before any temperature), or a dict
+            ``{variant: (h, T, S)}`` of precomputed alternatives (e.g. models trained with and
+            without positional encodings), switched by a menu.
+        keys: ``S`` labels of the keys; ``queries``: ``T`` labels (default: ``keys``).
+        values: optional ``(h, S)`` (or dict of them) scalar values per key; the page shows the
+            weighted sum :math:`\sum_s \alpha_{ts} v_s` for the chosen query.
+        mask: optional ``(T, S)`` boolean, True = may attend; a check box switches it on and off.
+        temperature: ``(low, high, start)`` of the temperature slider; the page uses
+            ``softmax(score / temperature)``.
+        cell: width and height in pixels of one key and one query in the heat map.
+
+    Returns:
+        an ``altair`` chart; show it with :func:`publish`. Its controls are the parameters
+        ``temperature``, ``query``, ``head``, ``masked`` and ``variant``.
+    """
+    import altair as alt
+
+    arrays = _variants(scores, 3)
+    h, T, S = next(iter(arrays.values())).shape
+    if len(keys) != S:
+        raise ValueError(f"keys must have {S} labels, got {len(keys)}")
+    queries = list(keys) if queries is None else list(queries)
+    if len(queries) != T:
+        raise ValueError(f"queries must have {T} labels, got {len(queries)}")
+    allowed = np.ones((T, S), bool) if mask is None else np.asarray(mask, dtype=bool)
+    if allowed.shape != (T, S):
+        raise ValueError(f"mask must have shape (T, S) = {(T, S)}, got {allowed.shape}")
+    vals = None
+    if values is not None:
+        vals = dict(values) if isinstance(values, Mapping) else {v: values for v in arrays}
+        vals = {v: _as_array(a, "values", 2) for v, a in vals.items()}
+
+    rows = [{"v": v, "h": i, "q": t, "k": s, "score": round(float(a[i, t, s]), 8),
+             "ok": bool(allowed[t, s]),
+             **({"value": round(float(vals[v][i, s]), 8)} if vals is not None else {})}
+            for v, a in arrays.items() for i in range(h) for t in range(T) for s in range(S)]
+
+    low, high, start = temperature
+    names = list(arrays)
+    params = [
+        _control("temperature", start, alt.binding_range(min=low, max=high, step=0.01,
+                                                         name="temperature ")),
+        _control("query", 0, alt.binding_range(min=0, max=T - 1, step=1, name="query position ")),
+        _control("head", 0, h > 1 and alt.binding_range(min=0, max=h - 1, step=1, name="head ")),
+        _control("masked", mask is not None, mask is not None and alt.binding_checkbox(name="mask ")),
+        _control("variant", names[0], len(names) > 1 and alt.binding_select(
+            options=names, name=f"{variant_name} ")),
+    ]
+    base = _softmax(alt.Chart(alt.Data(values=rows))
+                    .transform_filter("datum.v == variant && datum.h == head"))
+    x_keys = alt.X("k:O", title="keys", axis=alt.Axis(labelExpr=_label_expr(keys), labelAngle=0,
+                                                       labelOverlap=True))
+    heat = base.mark_rect().encode(
+        x=x_keys,
+        y=alt.Y("q:O", title="queries", axis=alt.Axis(labelExpr=_label_expr(queries),
+                                                      labelOverlap=True)),
+        color=alt.Color("weight:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"),
+                        title="weight"),
+        opacity=alt.condition("datum.q == query", alt.value(1.0), alt.value(0.55)),
+        tooltip=[alt.Tooltip("weight:Q", format=".3f")],
+    ).properties(width=cell[0] * S, height=cell[1] * T, title="all queries")
+    one = base.transform_filter("datum.q == query")
+    bars = one.mark_bar(color="#4c78a8").encode(
+        x=x_keys, y=alt.Y("weight:Q", scale=alt.Scale(domain=[0, 1]), title="weight"))
+    layers = [bars]
+    if S <= 24:
+        layers.append(one.mark_text(dy=-6, fontSize=9).encode(
+            x=x_keys, y="weight:Q", text=alt.Text("weight:Q", format=".2f")))
+    if vals is not None:
+        layers.append(one.transform_calculate(wv="datum.weight * datum.value")
+                      .transform_aggregate(out="sum(wv)")
+                      .transform_calculate(label="'weighted sum of the values: ' + "
+                                                 "format(datum.out, '.3f')")
+                      .mark_text(align="left", x=0, y=-12, fontSize=11).encode(text="label:N"))
+    chosen = alt.layer(*layers).properties(
+        width=cell[0] * S, height=140,
+        title=alt.Title(alt.expr(f"'weights of query ' + {json.dumps(queries)}[query]")))
+    chart = alt.hconcat(heat, chosen).add_params(*params)
+    return chart.properties(title=title) if title else chart
+
+
+def image_attention_explorer(affinities: Mapping[str, object], image, *, key_grid: tuple[int, int],
+                             softmax: Sequence[str] = (), title: str | None = None,
+                             cell: int = 16):
+    r"""An Altair chart for attention over pixels: click a pixel, see where it looks.
+
+    Args:
+        affinities: ``{variant: (N, M)}`` per query pixel (``N = H*W``, row-major) and key
+            position (``M = h*w`` on ``key_grid``). For the variants named in ``softmax`` these are
+            *scores* and the page computes ``softmax(score / temperature)``; for the others they
+            are unnormalised pairwise values :math:`f(x_i, x_j)` and the page divides by ``M``.
+        image: ``(H, W, 3)`` RGB in [0, 1] (or ``(H, W)`` grey), drawn for picking the query.
+        key_grid: ``(h, w)`` of the key positions (smaller than the image after subsampling).
+        softmax: the variants whose weights are a softmax (e.g. the Gaussian forms).
+
+    Returns:
+        an ``altair`` chart with the controls ``variant``, ``temperature``, ``qrow``, ``qcol``;
+        clicking a pixel of the image picks the query too.
+    """
+    import altair as alt
+
+    arrays = _variants(affinities, 2)
+    img = np.asarray(image, dtype=np.float64)
+    img = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
+    H, W = img.shape[:2]
+    N, M = next(iter(arrays.values())).shape
+    kh, kw = key_grid
+    if N != H * W or M != kh * kw:
+        raise ValueError(f"affinities must be (H*W, h*w) = ({H * W}, {kh * kw}), got {(N, M)}")
+    names = list(arrays)
+    rows = [{"v": v, "q": q, "k": k, "ki": k // kw, "kj": k % kw, "ok": True,
+             "norm": "softmax" if v in softmax else "mean", "score": round(float(a[q, k]), 8)}
+            for v, a in arrays.items() for q in range(N) for k in range(M)]
+    pixels = [{"i": i, "j": j, "q": i * W + j, "rgb": "#%02x%02x%02x" % tuple(
+        int(round(255 * c)) for c in np.clip(img[i, j], 0, 1))} for i in range(H) for j in range(W)]
+    params = [
+        _control("variant", names[0], len(names) > 1 and alt.binding_select(options=names,
+                                                                            name="pairwise function ")),
+        _control("temperature", 1.0, bool(softmax) and alt.binding_range(
+            min=0.1, max=4.0, step=0.01, name="temperature (softmax forms) ")),
+        _control("qrow", H // 2, alt.binding_range(min=0, max=H - 1, step=1, name="query row ")),
+        _control("qcol", W // 2, alt.binding_range(min=0, max=W - 1, step=1, name="query column ")),
+        _control("masked", False),
+    ]
+    picture = (alt.Chart(alt.Data(values=pixels)).mark_rect(stroke="white", strokeWidth=0.2)
+               .encode(x=alt.X("j:O", title=None, axis=None), y=alt.Y("i:O", title=None, axis=None),
+                       color=alt.Color("rgb:N", scale=None),
+                       strokeWidth=alt.condition("datum.i == qrow && datum.j == qcol",
+                                                 alt.value(3), alt.value(0.2)))
+               .properties(width=cell * W, height=cell * H, title="click a pixel (the query)"))
+    weights = _softmax(alt.Chart(alt.Data(values=rows))
+                       .transform_filter("datum.v == variant && datum.q == qrow * %d + qcol" % W),
+                       group="q")
+    heat = weights.mark_rect().encode(
+        x=alt.X("kj:O", title=None, axis=None), y=alt.Y("ki:O", title=None, axis=None),
+        color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis"), title="weight"),
+        tooltip=[alt.Tooltip("weight:Q", format=".4f")],
+    ).properties(width=cell * W, height=cell * H,
+                 title=alt.Title(alt.expr("'weights of pixel (' + qrow + ', ' + qcol + ')'")))
+    # in the page, a click on a pixel sets the two sliders (see the loader in publish)
+    chart = alt.hconcat(picture, heat).add_params(*params).resolve_scale(
+        color="independent").properties(usermeta={"attnlab_click": {"qrow": "i", "qcol": "j"}})
+    return chart.properties(title=title) if title else chart
+
+
+def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: int = 1,
+                          scale: tuple[float, float, float] = (0.0, 3.0, 1.0),
+                          title: str | None = None):
+    r"""An Altair chart: each channel's gate as the page rescales the feature map it reads.
+
+    The page recomputes the gates of SE, ECA and CBAM's channel gate for the input
+    :math:`s \cdot x` as the reader moves the slider ``scale`` :math:`s`: both pools scale with
+    :math:`s`, so only the first layer's products with the pooled vectors are precomputed.
+
+    Args:
+        gates: ``{name: module}`` with :class:`attnlab.channel.SqueezeExcite`,
+            :class:`~attnlab.channel.EfficientChannelAttention` or
+            :class:`~attnlab.channel.ChannelGate` modules (ReLU and sigmoid, as built by default).
+        feature_map: ``(1, C, H, W)`` the map the gates read.
+        groups: colour the channels in this many equal groups (e.g. one per input channel).
+
+    Returns:
+        an ``altair`` chart with the controls ``scale`` and ``variant``.
+    """
+    import altair as alt
+    import torch
+
+    from attnlab.channel import ChannelGate, EfficientChannelAttention, SqueezeExcite
+
+    x = feature_map.detach().double().cpu()
+    if x.dim() != 4 or x.shape[0] != 1:
+        raise ValueError(f"feature_map must have shape (1, C, H, W), got {tuple(x.shape)}")
+    C = x.shape[1]
+    z_avg, z_max = x.mean(dim=(2, 3))[0], x.amax(dim=(2, 3))[0]  # (C,) each
+    rows = []
+    for name, m in gates.items():
+        m = copy.deepcopy(m).double().cpu()  # leave the caller's module as it is
+        with torch.no_grad():
+            if isinstance(m, EfficientChannelAttention):  # sigmoid(s * conv1d(z)): one term per c
+                v = m.conv(z_avg.view(1, 1, C)).view(C)
+                rows += [{"v": name, "c": c, "w2": 1.0, "ua": float(v[c]), "um": 0.0, "b1": 0.0,
+                          "bias": 0.0, "relu": False} for c in range(C)]
+                continue
+            if not isinstance(m, (SqueezeExcite, ChannelGate)):
+                raise TypeError(f"gates[{name!r}] must be SE, ECA or CBAM's channel gate, "
+                                f"got {type(m).__name__}")
+            w1, b1 = m.fc1.weight.flatten(1), m.fc1.bias             # (R, C), (R,)
+            w2, b2 = m.fc2.weight.flatten(1), m.fc2.bias             # (C, R), (C,)
+            both = isinstance(m, ChannelGate)                        # MLP(avg) + MLP(max)
+            ua, um = w1 @ z_avg, (w1 @ z_max if both else torch.zeros_like(b1))
+            rows += [{"v": name, "c": c, "w2": float(w2[c, r]), "ua": float(ua[r]),
+                      "um": float(um[r]), "b1": float(b1[r]), "two": both,
+                      "bias": float(b2[c]) * (2 if both else 1), "relu": True}
+                     for c in range(C) for r in range(w1.shape[0])]
+    low, high, start = scale
+    names = list(gates)
+    params = [_control("scale", start, alt.binding_range(min=low, max=high, step=0.01,
+                                                         name="input scale s ")),
+              _control("variant", names[0], len(names) > 1 and alt.binding_select(
+                  options=names, name="gate "))]
+    relu = "datum.relu ? max(0, {0}) : {0}"
+    chart = (alt.Chart(alt.Data(values=[{k: (round(v, 8) if isinstance(v, float) else v)
+                                         for k, v in r.items()} for r in rows]))
+             .transform_filter("datum.v == variant")
+             .transform_calculate(t=(relu.format("scale * datum.ua + datum.b1") + " + (datum.two ? "
+                                     + relu.format("scale * datum.um + datum.b1") + " : 0)"))
+             .transform_calculate(t="datum.w2 * datum.t")
+             .transform_aggregate(pre="sum(t)", bias="max(bias)", groupby=["c"])
+             .transform_calculate(gate="1 / (1 + exp(-(datum.pre + datum.bias)))",
+                                  group=f"floor(datum.c / {max(1, C // groups)})")
+             .mark_bar()
+             .encode(x=alt.X("c:O", title="channel", axis=alt.Axis(labelOverlap=True)),
+                     y=alt.Y("gate:Q", scale=alt.Scale(domain=[0, 1]), title="gate"),
+                     color=alt.Color("group:N", title="group", legend=None),
+                     tooltip=[alt.Tooltip("gate:Q", format=".3f")])
+             .add_params(*params).properties(width=12 * C, height=160))
+    return chart.properties(title=title) if title else chart
+
+
+def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
+                  measured: Mapping[str, Sequence[float]] | None = None, unit: str = "MiB",
+                  size_name: str = "side", title: str | None = None):
+    r"""An Altair chart of the cost of attention against size, computed in the page.
+
+    Args:
+        sizes: the sizes the slider visits (e.g. image sides).
+        counted: ``{method: expression}``, a Vega expression in the variable ``n`` (e.g.
+            ``"n * n"``) for the counted cost (scores computed) at size ``n``.
+        measured: optional ``{method: values}``, a measurement per size (e.g. memory), drawn
+            as points on the same plot.
+        unit: the unit of ``measured``.
+
+    Returns:
+        an ``altair`` chart with the controls ``size`` and ``method``; the page shows each
+        method's counted cost at the chosen size and its ratio to the first method.
+    """
+    import altair as alt
+
+    names = list(counted)
+    rows = [{"m": m, "n": int(n), "order": i} for i, m in enumerate(names) for n in sizes]
+    if measured:
+        for m, values in measured.items():
+            for n, val in zip(sizes, values):
+                rows.append({"m": m, "n": int(n), "measured": float(val), "order": names.index(m)})
+    def of(e: str, n: str) -> str:  # the expression with n replaced
+        return re.sub(r"\bn\b", n, e)
+
+    expr = " : ".join(f"datum.m == {json.dumps(m)} ? {of(e, 'datum.n')}"
+                      for m, e in counted.items()) + " : 0"
+    at = " : ".join(f"datum.m == {json.dumps(m)} ? {of(e, 'size')}"
+                    for m, e in counted.items()) + " : 0"
+    params = [_control("size", int(sizes[len(sizes) // 2]), alt.binding_range(
+                  min=int(min(sizes)), max=int(max(sizes)), step=1, name=f"{size_name} ")),
+              _control("method", names[-1], alt.binding_select(options=names, name="method "))]
+    base = alt.Chart(alt.Data(values=rows)).transform_calculate(cost=expr)
+    color = alt.Color("m:N", title="method", sort=names)
+    x_scale = alt.Scale(type="log", domain=[int(min(sizes)), int(max(sizes))], nice=False)
+    lines = base.transform_filter("!isValid(datum.measured)").mark_line().encode(
+        x=alt.X("n:Q", scale=x_scale, title=size_name),
+        y=alt.Y("cost:Q", scale=alt.Scale(type="log"), title="scores computed (counted)"),
+        color=color, strokeWidth=alt.condition("datum.m == method", alt.value(3), alt.value(1)))
+    rule = alt.Chart(alt.Data(values=[{}])).mark_rule(strokeDash=[4, 4]).encode(
+        x=alt.X("s:Q")).transform_calculate(s="size")
+    at_size = (alt.Chart(alt.Data(values=[{"m": m, "order": i} for i, m in enumerate(names)]))
+               .transform_calculate(cost=at, first=of(counted[names[0]], "size"))
+               .transform_calculate(label="datum.m + ': ' + format(datum.cost, ',.0f') + "
+                                          f"' scores; {names[0]} needs ' + "
+                                          "format(datum.first / datum.cost, '.1f') + 'x as many'")
+               .mark_text(align="left", x=0).encode(
+                   y=alt.Y("m:N", sort=names, title=None, axis=None), text="label:N",
+                   color=color, opacity=alt.condition("datum.m == method", alt.value(1.0),
+                                                      alt.value(0.45)))
+               .properties(width=330, height=18 * len(names), title="at the chosen size"))
+    left = alt.layer(lines, rule).properties(width=300, height=220)
+    panels = [left, at_size]
+    if measured:
+        pts = base.transform_filter("isValid(datum.measured)").mark_point(filled=True).encode(
+            x=alt.X("n:Q", scale=x_scale, title=size_name),
+            y=alt.Y("measured:Q", scale=alt.Scale(type="log"), title=f"measured ({unit})"),
+            color=color, size=alt.condition("datum.m == method && datum.n == size",
+                                            alt.value(120), alt.value(30)))
+        panels.insert(1, alt.layer(pts, rule).properties(width=300, height=220))
+    chart = alt.hconcat(*panels).add_params(*params)
+    return chart.properties(title=title) if title else chart
+
+
+def _expected(chart_spec: dict, checks: Sequence[Mapping]) -> list[dict]:
+    out = []
+    for check in checks:
+        if not {"params", "values"} <= set(check):
+            raise ValueError("each check needs 'params' (control -> value) and 'values'")
+        out.append({"params": dict(check["params"]), "field": check.get("field", "weight"),
+                    "sort": check.get("sort", "k"),
+                    "values": [float(v) for v in np.asarray(check["values"]).ravel()]})
+    return out
+
+
+_LOADER = """
+<script>
+(function () {
+  var L = window.attnlabLive = window.attnlabLive || {views: {}, ready: null};
+  var base = (document.documentElement.dataset.content_root || "../") + "_static/vega/";
+  function script(src) {
+    return new Promise(function (ok, fail) {
+      var s = document.createElement("script");
+      s.src = src; s.onload = ok; s.onerror = fail; document.head.appendChild(s);
+    });
+  }
+  if (!L.ready) {
+    L.ready = (typeof define === "function" && define.amd) ?
+      new Promise(function (ok, fail) {
+        require.config({paths: {"vega": base + "vega.min", "vega-lite": base + "vega-lite.min",
+                                "vega-embed": base + "vega-embed.min"}});
+        require(["vega-embed"], ok, fail);
+      }) :
+      script(base + "vega.min.js").then(function () { return script(base + "vega-lite.min.js"); })
+        .then(function () { return script(base + "vega-embed.min.js"); })
+        .then(function () { return window.vegaEmbed; });
+  }
+  var id = "ID", el = document.getElementById(id);
+  var spec = JSON.parse(document.getElementById(id + "-spec").textContent);
+  function patch(vg) {  // usermeta.attnlab_click: a click on a mark sets these signals
+    var click = (vg.usermeta || {}).attnlab_click || {};
+    (vg.signals || []).forEach(function (s) {
+      var f = click[s.name];
+      if (f) s.on = (s.on || []).concat([{events: "click",
+        update: "datum && isValid(datum." + f + ") ? datum." + f + " : " + s.name}]);
+    });
+    return vg;
+  }
+  L.ready.then(function (embed) {
+    return embed(el, spec, {actions: false, renderer: "svg", patch: patch});
+  })
+    .then(function (result) { L.views[id] = result.view; })
+    .catch(function (err) { el.textContent = "This figure could not load its scripts: " + err; });
+})();
+</script>
+"""
+
+
+def publish(chart, checks: Sequence[Mapping] = ()):
+    """Show ``chart`` so that its controls compute in the rendered page and in Jupyter.
+
+    Args:
+        chart: an ``altair`` chart with parameters bound to controls.
+        checks: settings for a browser test: ``{"params": {name: value}, "values": [...],
+            "field": "weight", "sort": "k"}``: the numbers (``field``, ordered by ``sort``) the
+            page must compute for those settings (e.g. from :func:`softmax_weights`).
+
+    In the book build the figure is HTML that loads Vega from the book's static folder; in
+    Jupyter and Colab it is the Altair chart itself. Returns the spec's size in bytes.
+    """
+    from IPython.display import HTML, display
+
+    spec = chart.to_dict()
+    payload = json.dumps(spec, separators=(",", ":"))
+    if not os.environ.get("ATTNLAB_BOOK_BUILD"):
+        display(chart)
+        return len(payload)
+    fig_id = "live-" + uuid.uuid4().hex[:8]
+    expected = html.escape(json.dumps(_expected(spec, checks)), quote=True)
+    safe = payload.replace("</", "<\\/")  # a JSON string may not close the script element
+    markup = (f'<div class="attnlab-live" id="{fig_id}" data-checks="{expected}"></div>\n'
+              f'<script type="application/json" id="{fig_id}-spec">{safe}</script>'
+              + _LOADER.replace('"ID"', f'"{fig_id}"'))
+    display(HTML(markup))
+    return len(payload)
