@@ -183,6 +183,14 @@ class MultiHeadAttention(nn.Module):
         B, L, _ = x.shape
         return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, L, d)
 
+    def scores(self, query: torch.Tensor, key: torch.Tensor | None = None) -> torch.Tensor:
+        r"""Each head's scaled scores :math:`QK^\top/\sqrt{d}`, ``(B, h, T, S)``, before any
+        mask or softmax (what a figure that recomputes the softmax needs)."""
+        key = query if key is None else key
+        checks.sequence(query, "query", self.embed_dim), checks.sequence(key, "key", self.kdim)
+        q, k = self._split(self.q_proj(query)), self._split(self.k_proj(key))  # (B, h, T|S, d)
+        return q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, T, S)
+
     def _mask(self, attn_mask, key_mask, B: int, T: int, S: int):
         """The combined mask, broadcastable to (B, h, T, S), or None."""
         mask = None

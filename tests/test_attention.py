@@ -119,6 +119,15 @@ def test_self_attention_matches_the_formula_and_one_head_mha():
     torch.testing.assert_close(sa(x, is_causal=True), yc, atol=1e-10, rtol=0)
 
 
+def test_mha_scores_are_the_weights_before_the_softmax():
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, kdim=6, vdim=6).double().eval()
+    q, k = torch.randn(B, T, D, dtype=torch.float64), torch.randn(B, S, 6, dtype=torch.float64)
+    _, w = mha(q, k, k, return_attention=True)
+    torch.testing.assert_close(mha.scores(q, k).softmax(-1), w, atol=1e-12, rtol=0)
+    assert mha.scores(q, k).shape == (B, H, T, S)
+
+
 def test_permutation_equivariance_and_positions_break_it():
     torch.manual_seed(0)
     mha = MultiHeadAttention(D, H).double().eval()
