@@ -130,7 +130,7 @@ def _fmt(v: float) -> str:
     return f"{int(round(v)):,}" if float(v).is_integer() else f"{v:.4g}"
 
 
-# --- chapter 2 ---------------------------------------------------------------------------------
+# --- chap-self-attention --------------------------------------------------------------------------
 
 def check_attention_scale(factor, *, d_k: int = 256, std: float = 2.0, rtol: float = 0.05) -> Feedback:
     r"""Exercise :ref:`ex-self-attention-scale`: the factor that brings the score spread back to 1.
@@ -166,7 +166,7 @@ def check_attention_scale(factor, *, d_k: int = 256, std: float = 2.0, rtol: flo
                            f"q, k with entries of std {std:g} at d_k = {d_k}: the factor is one over it.")
 
 
-# --- chapter 4 ---------------------------------------------------------------------------------
+# --- chap-channel-attention -----------------------------------------------------------------------
 
 _SE_REDUCTIONS = (4, 8, 16, 32)
 
@@ -230,7 +230,7 @@ def check_se_count(answer, channels: int = 256) -> Feedback:
                           f"blocks at r = 16 that is {total:,} extra parameters.")
 
 
-# --- chapter 5 ---------------------------------------------------------------------------------
+# --- chap-spatial-attention -----------------------------------------------------------------------
 
 def check_spatial_cost(spatial_gate=None, coordinate=None, se=None) -> Feedback:
     r"""Exercise :ref:`ex-spatial-cost`: parameters of CBAM's spatial gate, coordinate attention and SE.
@@ -303,7 +303,7 @@ def check_spatial_cost(spatial_gate=None, coordinate=None, se=None) -> Feedback:
     return Feedback(ok, " ".join(lines))
 
 
-# --- chapter 6 ---------------------------------------------------------------------------------
+# --- chap-non-local -------------------------------------------------------------------------------
 
 def _non_local_entries(frames: int, height: int, width: int, sub_sample: bool) -> tuple[int, int]:
     """``(N, M)`` of ``NonLocalBlock(dimension=3)``: M counted by running the block's own pooling."""
@@ -366,7 +366,7 @@ def check_non_local_cost(full, subsampled, *, frames: int = 8, height: int = 28,
                           f"pooling leaves M = {m_sub:,} keys, so N*M = {exp_sub:,}, four times fewer.")
 
 
-# --- chapter 7 ---------------------------------------------------------------------------------
+# --- chap-cost-and-inductive-bias -----------------------------------------------------------------
 
 _VIDEO_SIZES = ((8, 16, 16), (4, 28, 28), (16, 32, 8), (1, 5, 7), (3, 3, 3))
 
