@@ -247,6 +247,62 @@ def cluttered_digits(n: int, canvas: int = 20, clutter: int = 4, fragment: int =
     _paste_max(x, images[i], box[:, 0], box[:, 1])
     return x[:, None], labels[i], box
 
+
+def marked_digits(n: int, height: int = 32, width: int = 24, mark: int = 2,
+                  distance: int | None = None, split: str = "train",
+                  seed: int | torch.Generator | None = 0):
+    r"""Two whole digits side by side; a bar on the top edge marks the one to read.
+
+    Channel 0 holds two 8x8 digits in non-overlapping column ranges (one in the left part, one
+    in the right part of the canvas, each at its own random height). Channel 1 holds a bar
+    ``mark`` pixels tall across the top ``mark`` rows, spanning exactly the columns of one of the
+    two digits, chosen at random; the label is that digit's class. The gap between the bar and
+    the marked digit (``distance`` rows) is random in ``[0, height - mark - 8]`` unless given.
+    A network that sees only a neighbourhood of every position cannot connect a far bar with its
+    digit and, pooling both digits, must guess between them; anything that looks along a whole
+    column can.
+
+    Chance is 10%; reading both digits perfectly but guessing which is marked gives 55%
+    (the two classes agree in one case out of ten).
+
+    Returns:
+        ``x (n, 2, height, width)``, ``y (n,)``, ``box (n, 2)``: the marked digit's top-left
+        ``(row, col)``, and ``other (n, 2)``: the unmarked digit's.
+
+    Taught in: :ref:`chap-spatial-attention`.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if not isinstance(mark, int) or mark < 1:
+        raise ValueError(f"mark must be an int >= 1, got {mark!r}")
+    if not isinstance(height, int) or height < mark + 8:
+        raise ValueError(f"height must be an int >= mark + 8 = {mark + 8}, got {height!r}")
+    if not isinstance(width, int) or width < 16:
+        raise ValueError(f"width must be an int >= 16 (two digits side by side), got {width!r}")
+    far = height - mark - 8                                               # largest gap
+    if distance is not None and (not isinstance(distance, int) or not 0 <= distance <= far):
+        raise ValueError(f"distance must be None or an int in [0, {far}], got {distance!r}")
+    images, labels = load_digit_images()
+    pool, g = _digit_pool(split), _generator(seed)
+    j = pool[torch.randint(len(pool), (n, 2), generator=g)]                 # (n, 2) digits
+    left = torch.randint(0, width - 16 + 1, (n,), generator=g)              # left digit's column
+    right = left + 8 + (torch.rand(n, generator=g) * (width - 16 - left + 1)).long()
+    cols = torch.stack([left, right], dim=1)                                # (n, 2)
+    rows = mark + torch.randint(0, far + 1, (n, 2), generator=g)            # (n, 2)
+    marked = torch.randint(0, 2, (n,), generator=g)                         # which digit
+    b = torch.arange(n)
+    if distance is not None:
+        rows[b, marked] = mark + distance
+    canvas = torch.zeros(n, height, width)
+    for k in range(2):
+        _paste_max(canvas, images[j[:, k]], rows[:, k], cols[:, k])
+    on = torch.arange(width)[None, :] - cols[b, marked][:, None]            # (n, W)
+    bar = ((on >= 0) & (on < 8)).float()[:, None, :].expand(n, mark, width)
+    x = torch.stack([canvas, torch.nn.functional.pad(bar, (0, 0, 0, height - mark))], dim=1)  # (n, 2, H, W)
+    box = torch.stack([rows[b, marked], cols[b, marked]], dim=1)
+    other = torch.stack([rows[b, 1 - marked], cols[b, 1 - marked]], dim=1)
+    return x, labels[j[b, marked]], box, other
+
 # --- end of Chapters 4-5 data ---
 
 # === Chapter 6: non-local (long-range) tasks ================================================

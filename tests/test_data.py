@@ -26,3 +26,38 @@ def test_kernel_regression_data_errors():
         data.kernel_regression_data(noise=-1)
     with pytest.raises(TypeError, match="seed"):
         data.kernel_regression_data(seed="x")
+
+
+def test_marked_digits_bar_marks_the_labelled_digit():
+    images, labels = data.load_digit_images()
+    x, y, box, other = data.marked_digits(32, height=24, width=20, seed=1)
+    assert x.shape == (32, 2, 24, 20) and y.shape == (32,) and box.shape == other.shape == (32, 2)
+    assert ((box[:, 1] - other[:, 1]).abs() >= 8).all()              # no column is shared
+    for k in range(32):
+        r, c = box[k].tolist()
+        bar = x[k, 1]
+        assert bar[:2, c:c + 8].eq(1).all() and bar.sum() == 16     # 2 rows over its 8 columns
+        crop = x[k, 0, r:r + 8, c:c + 8]
+        assert any(torch.equal(crop, images[i]) for i in torch.nonzero(labels == y[k]).flatten())
+        ro, co = other[k].tolist()
+        assert x[k, 0].sum() == pytest.approx(crop.sum().item()
+                                              + x[k, 0, ro:ro + 8, co:co + 8].sum().item())
+    _, _, box14, _ = data.marked_digits(8, height=24, width=20, distance=14, seed=2)
+    assert (box14[:, 0] == 2 + 14).all()                            # the gap is below the bar
+    g = torch.Generator().manual_seed(5)
+    a = data.marked_digits(4, seed=torch.Generator().manual_seed(5))
+    b = data.marked_digits(4, seed=g)
+    assert all(torch.equal(s, t) for s, t in zip(a, b))
+
+
+def test_marked_digits_errors():
+    with pytest.raises(ValueError, match="width"):
+        data.marked_digits(2, width=15)
+    with pytest.raises(ValueError, match="height"):
+        data.marked_digits(2, height=9)
+    with pytest.raises(ValueError, match="distance"):
+        data.marked_digits(2, height=24, distance=15)
+    with pytest.raises(ValueError, match="split"):
+        data.marked_digits(2, split="val")
+    with pytest.raises(TypeError, match="seed"):
+        data.marked_digits(2, seed="x")
