@@ -9,6 +9,9 @@ import math
 
 import torch
 
+__all__ = ["regression_target", "kernel_regression_data", "reversal_task", "two_positions_task",
+           "window_counts_task", "load_digit_images", "digit_split", "noisy_channel_digits",
+           "cluttered_digits", "marked_digits", "colour_match"]
 
 
 def _generator(seed: int | torch.Generator | None) -> torch.Generator:
@@ -127,7 +130,6 @@ def window_counts_task(n: int, length: int = 16, window: int = 3,
     after = sum(torch.roll(x, -j, dims=1) for j in range(1, window + 1))  # x[t + j]
     return x, torch.stack([before, after], dim=-1)
 
-# --- end of Chapters 2-3 data ---
 
 # === Chapters 4-5: digits as channels and on canvases =======================================
 
@@ -303,7 +305,6 @@ def marked_digits(n: int, height: int = 32, width: int = 24, mark: int = 2,
     other = torch.stack([rows[b, 1 - marked], cols[b, 1 - marked]], dim=1)
     return x, labels[j[b, marked]], box, other
 
-# --- end of Chapters 4-5 data ---
 
 # === Chapter 6: non-local (long-range) tasks ================================================
 
@@ -327,7 +328,7 @@ def colour_match(n: int, size: int = 16, n_squares: int = 4, n_colours: int = 4,
         ``X`` of shape ``(n, 4, size, size)`` (RGB + mark) and ``Y`` of shape ``(n, 1, size, size)``
         (floats 0/1).
 
-    Taught in chapter 6 (:ref:`chap-non-local`).
+    Taught in: :ref:`chap-non-local`.
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
@@ -358,6 +359,3 @@ def colour_match(n: int, size: int = 16, n_squares: int = 4, n_colours: int = 4,
     same = colour == colour[rows, marked].unsqueeze(1)                              # (n, k)
     Y = (inside & same[..., None, None]).any(dim=1, keepdim=True).float()           # (n, 1, H, W)
     return torch.cat([rgb, mark], dim=1), Y
-
-
-# === Chapter 7: cost and inductive bias =====================================================
