@@ -56,6 +56,11 @@ def _as_array(x, name: str, ndim: int) -> np.ndarray:
     return a
 
 
+def _rounded(a) -> list[float]:
+    """Numbers for the page: 8 decimals (a weight computed from them is off by < 1e-7)."""
+    return [round(float(v), 8) for v in np.asarray(a).ravel()]
+
+
 def _label_expr(labels: Sequence[str]) -> str:
     return json.dumps([str(t) for t in labels]) + "[datum.value]"
 
@@ -132,10 +137,12 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
         vals = dict(values) if isinstance(values, Mapping) else {v: values for v in arrays}
         vals = {v: _as_array(a, "values", 2) for v, a in vals.items()}
 
-    rows = [{"v": v, "h": i, "q": t, "k": s, "score": round(float(a[i, t, s]), 8),
-             "ok": bool(allowed[t, s]),
-             **({"value": round(float(vals[v][i, s]), 8)} if vals is not None else {})}
-            for v, a in arrays.items() for i in range(h) for t in range(T) for s in range(S)]
+    # one row per (variant, head, query) with its S scores as arrays; the page flattens them
+    rows = [{"v": v, "h": i, "q": t, "k": list(range(S)), "score": _rounded(a[i, t]),
+             "ok": [int(o) for o in allowed[t]],
+             **({"value": _rounded(vals[v][i])} if vals is not None else {})}
+            for v, a in arrays.items() for i in range(h) for t in range(T)]
+    flat = ["k", "score", "ok"] + (["value"] if vals is not None else [])
 
     low, high, start = temperature
     names = list(arrays)
@@ -149,7 +156,8 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
             options=names, name=f"{variant_name} ")),
     ]
     base = _softmax(alt.Chart(alt.Data(values=rows))
-                    .transform_filter("datum.v == variant && datum.h == head"))
+                    .transform_filter("datum.v == variant && datum.h == head")
+                    .transform_flatten(flat))
     x_keys = alt.X("k:O", title="keys", axis=alt.Axis(labelExpr=_label_expr(keys), labelAngle=0,
                                                        labelOverlap=True))
     heat = base.mark_rect().encode(
@@ -210,9 +218,9 @@ def image_attention_explorer(affinities: Mapping[str, object], image, *, key_gri
     if N != H * W or M != kh * kw:
         raise ValueError(f"affinities must be (H*W, h*w) = ({H * W}, {kh * kw}), got {(N, M)}")
     names = list(arrays)
-    rows = [{"v": v, "q": q, "k": k, "ki": k // kw, "kj": k % kw, "ok": True,
-             "norm": "softmax" if v in softmax else "mean", "score": round(float(a[q, k]), 8)}
-            for v, a in arrays.items() for q in range(N) for k in range(M)]
+    rows = [{"v": v, "q": q, "norm": "softmax" if v in softmax else "mean", "ok": 1,
+             "k": list(range(M)), "score": _rounded(a[q])}
+            for v, a in arrays.items() for q in range(N)]
     pixels = [{"i": i, "j": j, "q": i * W + j, "rgb": "#%02x%02x%02x" % tuple(
         int(round(255 * c)) for c in np.clip(img[i, j], 0, 1))} for i in range(H) for j in range(W)]
     params = [
@@ -231,7 +239,9 @@ def image_attention_explorer(affinities: Mapping[str, object], image, *, key_gri
                                                  alt.value(3), alt.value(0.2)))
                .properties(width=cell * W, height=cell * H, title="click a pixel (the query)"))
     weights = _softmax(alt.Chart(alt.Data(values=rows))
-                       .transform_filter("datum.v == variant && datum.q == qrow * %d + qcol" % W),
+                       .transform_filter("datum.v == variant && datum.q == qrow * %d + qcol" % W)
+                       .transform_flatten(["k", "score"])
+                       .transform_calculate(ki=f"floor(datum.k / {kw})", kj=f"datum.k % {kw}"),
                        group="q")
     heat = weights.mark_rect().encode(
         x=alt.X("kj:O", title=None, axis=None), y=alt.Y("ki:O", title=None, axis=None),
@@ -258,7 +268,8 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
         gates: ``{name: module}`` with :class:`attnlab.channel.SqueezeExcite`,
             :class:`~attnlab.channel.EfficientChannelAttention` or
             :class:`~attnlab.channel.ChannelGate` modules (ReLU and sigmoid, as built by default).
-        feature_map: ``(1, C, H, W)`` the map the gates read.
+        feature_map: ``(1, C, H, W)``, the map the gates read, or ``{name: map}`` when each gate
+            reads its own network's features.
         groups: colour the channels in this many equal groups (e.g. one per input channel).
 
     Returns:
@@ -269,13 +280,14 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
 
     from attnlab.channel import ChannelGate, EfficientChannelAttention, SqueezeExcite
 
-    x = feature_map.detach().double().cpu()
-    if x.dim() != 4 or x.shape[0] != 1:
-        raise ValueError(f"feature_map must have shape (1, C, H, W), got {tuple(x.shape)}")
-    C = x.shape[1]
-    z_avg, z_max = x.mean(dim=(2, 3))[0], x.amax(dim=(2, 3))[0]  # (C,) each
+    maps = dict(feature_map) if isinstance(feature_map, Mapping) else {n: feature_map for n in gates}
     rows = []
     for name, m in gates.items():
+        x = maps[name].detach().double().cpu()
+        if x.dim() != 4 or x.shape[0] != 1:
+            raise ValueError(f"feature_map must have shape (1, C, H, W), got {tuple(x.shape)}")
+        C = x.shape[1]
+        z_avg, z_max = x.mean(dim=(2, 3))[0], x.amax(dim=(2, 3))[0]  # (C,) each
         m = copy.deepcopy(m).double().cpu()  # leave the caller's module as it is
         with torch.no_grad():
             if isinstance(m, EfficientChannelAttention):  # sigmoid(s * conv1d(z)): one term per c

@@ -31,7 +31,8 @@ def test_attention_explorer_spec_has_the_controls_and_the_data():
     bound = {p["name"] for p in spec["params"] if "bind" in p}
     assert bound == {"temperature", "query", "head", "masked", "variant"}
     rows = spec["data"]["values"]  # one data set, shared by both panels
-    assert len(rows) == 2 * 2 * 3 * 4 and {"score", "ok", "value"} <= set(rows[0])
+    assert len(rows) == 2 * 2 * 3 and len(rows[0]["score"]) == 4  # one row per (variant, head, query)
+    assert {"k", "score", "ok", "value"} <= set(rows[0])
     single = live.attention_explorer(torch.randn(1, 3, 3), list("abc")).to_dict()
     assert {p["name"] for p in single["params"] if "bind" in p} == {"temperature", "query"}
 
