@@ -9,6 +9,8 @@ This module depends on torch alone.
 """
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 __all__ = ["positive_int", "probability", "one_of", "odd", "tensor", "sequence", "feature_map",
@@ -16,12 +18,12 @@ __all__ = ["positive_int", "probability", "one_of", "odd", "tensor", "sequence",
 
 
 def positive_int(value, name: str) -> int:
-    """``value`` if it is an int >= 1 (not a bool)."""
-    if not isinstance(value, int) or isinstance(value, bool):
+    """``value`` as an ``int`` if it is a whole number >= 1 (a NumPy integer too; not a bool)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
+    return int(value)
 
 
 def odd(value, name: str) -> int:

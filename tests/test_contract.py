@@ -6,6 +6,7 @@ keyword-only; the same bad input gets the same exception type, naming the argume
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -133,6 +134,7 @@ def test_constructors_refuse_bad_counts_the_same_way():
 
 def test_checks_module_rules():
     assert checks.positive_int(3, "n") == 3
+    assert type(checks.positive_int(np.int64(3), "n")) is int  # NumPy integers are whole numbers
     with pytest.raises(ValueError, match="k must be odd"):
         checks.odd(4, "k")
     with pytest.raises(ValueError, match="p must be in"):
