@@ -123,7 +123,27 @@ def test_exercises_have_hidden_solutions(path):
 def test_learning_target_is_asserted(path):
     nb = read(path)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and not is_solution(c))
-    assert re.search(r"^assert ", code, re.M), "the chapter's learning target must be asserted in a cell"
+    assert re.search(r"^\s*target\(", code, re.M), \
+        "the chapter's learning targets are asserted with attnlab.report.target (recorded, with a margin)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_prose_numbers_come_from_glue(path):
+    """Every {glue:...} role in the prose names a value that a code cell of the chapter glues."""
+    nb = read(path)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    glued = set(re.findall(r"""(?:glue|target)\(\s*f?["']([^"']+)["']""", code))
+    patterns = [re.compile(re.sub(r"\{[^}]*\}", r"\\w+", g)) for g in glued]
+    used = {k for c in nb.cells if c.cell_type == "markdown"
+            for k in re.findall(r"\{glue(?::\w+)?\}`(\w+)", c.source)}
+    missing = sorted(k for k in used if not any(p.fullmatch(k) for p in patterns))
+    assert not missing, f"used in the prose but never glued: {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_training_uses_the_device(path):
+    code = "\n".join(c.source for c in read(path).cells if c.cell_type == "code")
+    assert re.search(r"\.to\(device\)|device=device", code), "nothing is sent to `device`"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
