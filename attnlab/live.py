@@ -312,7 +312,7 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
                                                          name="input scale s ")),
               _control("variant", names[0], len(names) > 1 and alt.binding_select(
                   options=names, name="gate "))]
-    relu = "datum.relu ? max(0, {0}) : {0}"
+    relu = "(datum.relu ? max(0, {0}) : {0})"  # parenthesised: a ternary binds loosely
     chart = (alt.Chart(alt.Data(values=[{k: (round(v, 8) if isinstance(v, float) else v)
                                          for k, v in r.items()} for r in rows]))
              .transform_filter("datum.v == variant")
