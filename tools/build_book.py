@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,7 +50,11 @@ def main() -> int:
             sys.exit("_config.yml must say `execute_notebooks: cache` (the forced build rewrites it)")
         forced = ROOT / "_build" / "_config_forced.yml"
         forced.parent.mkdir(exist_ok=True)
-        forced.write_text(config.replace("execute_notebooks: cache", "execute_notebooks: force"))
+        config = config.replace("execute_notebooks: cache", "execute_notebooks: force")
+        # local Sphinx extensions are found relative to the config file: point at the real folder
+        config = re.sub(r"(local_extensions:\n(?:\s+\w+: .*\n)*?\s+\w+: )tools/",
+                        lambda m: f"{m.group(1)}{ROOT / 'tools'}/", config)
+        forced.write_text(config)
         cmd += ["--all", "--config", str(forced)]
     elif library_changed():  # re-read every page and re-run every notebook
         cmd.append("--all")
