@@ -291,3 +291,20 @@ def test_sequence_task_errors():
         data.window_counts_task(2, length=6, window=3)
     with pytest.raises(TypeError, match="seed"):
         data.two_positions_task(2, seed=1.5)
+
+
+def test_a_variant_plugs_in_through_the_attention_seam():
+    """Another normaliser is one function with the kernel's signature, not a copy of the class."""
+    def mean_attention(q, k, v, mask=None, *, dropout_p=0.0, is_causal=False, return_attention=False):
+        w = torch.full(q.shape[:-1] + (k.shape[-2],), 1.0 / k.shape[-2], dtype=q.dtype)  # uniform
+        return (w @ v, w) if return_attention else w @ v
+
+    torch.manual_seed(0)
+    mha = MultiHeadAttention(D, H, attention=mean_attention).eval()
+    x = torch.randn(B, T, D)
+    y, w = mha(x, return_attention=True)
+    assert w.shape == (B, H, T, T) and torch.allclose(w, torch.full_like(w, 1 / T))
+    expected = mha.out_proj(mha.v_proj(x).mean(1, keepdim=True).expand(B, T, D))
+    torch.testing.assert_close(y, expected)
+    with pytest.raises(TypeError, match="attention must be a function"):
+        MultiHeadAttention(D, H, attention="softmax")
