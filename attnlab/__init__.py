@@ -12,6 +12,10 @@ One concept per module, each short enough to read beside its chapter. Mechanisms
 - ``attnlab.non_local``: the non-local block and its pairwise functions (:ref:`chap-non-local`)
 - ``attnlab.axial``: row, column and axial attention over images
   (:ref:`chap-cost-and-inductive-bias`)
+- ``attnlab.transformer``: cross-attention's seams (additive, summary), encoder and decoder
+  layers, a tiny encoder-decoder (:ref:`chap-cross-attention`)
+- ``attnlab.efficient``: the online softmax, separable (MobileViTv2) and linear attention
+  (:ref:`chap-efficient-attention`)
 - ``attnlab.checks``: the argument checks every mechanism shares
 
 Helpers (they import the mechanisms, never the reverse):
@@ -20,6 +24,7 @@ Helpers (they import the mechanisms, never the reverse):
 - ``attnlab.train``: a small, transparent fit loop
 - ``attnlab.viz``: heatmaps, overlays, widgets and their static twins
 - ``attnlab.report``: numbers for the prose (glue) and recorded learning targets
+- ``attnlab.measure``: time, memory kept for backward, peak memory of a forward pass
 - ``attnlab.exercises``: checkers for the exercises
 - ``attnlab.utils``: device choice, seeding, ``make_divisible``
 

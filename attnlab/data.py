@@ -5,13 +5,16 @@ seed) so that a seed gives the same data on the same machine.
 """
 from __future__ import annotations
 
+import calendar
 import math
+from typing import NamedTuple
 
 import torch
 
 __all__ = ["regression_target", "kernel_regression_data", "reversal_task", "two_positions_task",
            "window_counts_task", "load_digit_images", "digit_split", "noisy_channel_digits",
-           "cluttered_digits", "marked_digits", "colour_match"]
+           "cluttered_digits", "marked_digits", "colour_match", "DATE_VOCAB", "DATE_FORMATS",
+           "DateData", "dates", "date_tokens", "date_text", "matching_pairs", "majority_payload"]
 
 
 def _generator(seed: int | torch.Generator | None) -> torch.Generator:
@@ -359,3 +362,191 @@ def colour_match(n: int, size: int = 16, n_squares: int = 4, n_colours: int = 4,
     same = colour == colour[rows, marked].unsqueeze(1)                              # (n, k)
     Y = (inside & same[..., None, None]).any(dim=1, keepdim=True).float()           # (n, 1, H, W)
     return torch.cat([rgb, mark], dim=1), Y
+
+
+# === Chapter 8: dates in words to ISO dates =================================================
+
+PAD, BOS = 0, 1
+DATE_VOCAB = ("<pad>", "<s>", *" ,-./0123456789abcdefghijklmnopqrstuvwxyz")
+_INDEX = {c: i for i, c in enumerate(DATE_VOCAB)}
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
+           "september", "october", "november", "december")
+_UNITS = ("", "first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
+          "tenth", "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth",
+          "seventeenth", "eighteenth", "nineteenth")
+_PREFIXES = ("", "", "on ", "due ", "signed on ")
+
+
+def _ordinal(day: int) -> str:
+    return f"{day}" + ("th" if 10 < day < 14 else {1: "st", 2: "nd", 3: "rd"}.get(day % 10, "th"))
+
+
+def _day_words(day: int) -> str:
+    if day < 20:
+        return _UNITS[day]
+    tens = {2: "twenty", 3: "thirty"}[day // 10]
+    return tens[:-1] + "ieth" if day % 10 == 0 else tens + "-" + _UNITS[day % 10]
+
+
+# Each format lists its parts: a field ("year", "month", "day") with the text it writes, or a
+# literal string.
+DATE_FORMATS = {
+    "22 nov 2026": lambda y, m, d: [("day", f"{d}"), " ", ("month", _MONTHS[m - 1][:3]), " ",
+                                    ("year", f"{y}")],
+    "nov 22, 2026": lambda y, m, d: [("month", _MONTHS[m - 1][:3]), " ", ("day", f"{d}"), ", ",
+                                     ("year", f"{y}")],
+    "november 22, 2026": lambda y, m, d: [("month", _MONTHS[m - 1]), " ", ("day", f"{d}"), ", ",
+                                          ("year", f"{y}")],
+    "22 november 2026": lambda y, m, d: [("day", f"{d}"), " ", ("month", _MONTHS[m - 1]), " ",
+                                         ("year", f"{y}")],
+    "the 22nd of november 2026": lambda y, m, d: ["the ", ("day", _ordinal(d)), " of ",
+                                                  ("month", _MONTHS[m - 1]), " ", ("year", f"{y}")],
+    "twenty-second of november 2026": lambda y, m, d: [("day", _day_words(d)), " of ",
+                                                       ("month", _MONTHS[m - 1]), " ",
+                                                       ("year", f"{y}")],
+    "22.11.2026": lambda y, m, d: [("day", f"{d:02d}"), ".", ("month", f"{m:02d}"), ".",
+                                   ("year", f"{y}")],
+    "2026/11/22": lambda y, m, d: [("year", f"{y}"), "/", ("month", f"{m:02d}"), "/",
+                                   ("day", f"{d:02d}")],
+}
+# which source field each of the 10 output characters YYYY-MM-DD must read (None: a dash)
+_OUTPUT_FIELDS = ("year",) * 4 + (None,) + ("month",) * 2 + (None,) + ("day",) * 2
+
+
+class DateData(NamedTuple):
+    """Source and target tokens of :func:`dates`, with what each output step must read."""
+    src: torch.Tensor    # (n, S) source characters, padded with PAD (0)
+    tgt: torch.Tensor    # (n, 10) the ISO date YYYY-MM-DD
+    spans: torch.Tensor  # (n, 10, S) True on the source field output step t must read
+    fmt: torch.Tensor    # (n,) index into DATE_FORMATS
+    text: list           # the n source strings
+
+
+def date_tokens(texts, length: int | None = None) -> torch.Tensor:
+    """Strings -> ``(n, length)`` tokens of :data:`DATE_VOCAB`, padded with 0 (``<pad>``)."""
+    length = length or max(len(t) for t in texts)
+    out = torch.full((len(texts), length), PAD, dtype=torch.long)
+    for i, t in enumerate(texts):
+        bad = [c for c in t if c not in _INDEX]
+        if bad or len(t) > length:
+            raise ValueError(f"cannot encode {t!r}: characters {bad} or longer than {length}")
+        out[i, :len(t)] = torch.tensor([_INDEX[c] for c in t], dtype=torch.long)
+    return out
+
+
+def date_text(tokens) -> str | list[str]:
+    """Tokens -> string (padding and start tokens dropped); a batch gives a list of strings."""
+    tokens = torch.as_tensor(tokens)
+    if tokens.dim() == 2:
+        return [date_text(row) for row in tokens]
+    return "".join(DATE_VOCAB[i] for i in tokens.tolist() if i > BOS)
+
+
+def dates(n: int, seed: int | torch.Generator | None = 0, formats=None, length: int | None = None):
+    r"""Dates written in words in several formats, to translate into ISO ``YYYY-MM-DD``.
+
+    Years 1900-2099, every valid day; a format (:data:`DATE_FORMATS`, keyed by an example) and an
+    optional lead-in ("on ", "signed on ", ...) are drawn for each date, so the same field sits at
+    different places in different sources. Every output character copies or translates one
+    source field (the year's digits, the month's name or number, the day's digits, ordinal or
+    words): ``spans`` marks that field, the place a correct cross-attention should look.
+
+    Args:
+        n: number of dates. ``formats``: the format names to draw from (default all).
+        length: S, the padded source length (default: the longest source drawn).
+
+    Returns:
+        a :class:`DateData` ``(src, tgt, spans, fmt, text)``.
+
+    Taught in: :ref:`chap-cross-attention`.
+    """
+    _check_sequence_args(n, 48 if length is None else length, 2)
+    names = list(DATE_FORMATS)
+    formats = names if formats is None else list(formats)
+    unknown = [f for f in formats if f not in DATE_FORMATS]
+    if unknown or not formats:
+        raise ValueError(f"formats must be names from DATE_FORMATS {names}, got {unknown or formats}")
+    g = _generator(seed)
+    draws = torch.rand(n, 5, generator=g).tolist()
+    texts, isos, where_all, fmts = [], [], [], []
+    for ry, rm, rd, rf, rp in draws:
+        y, m = 1900 + int(ry * 200), 1 + int(rm * 12)
+        d = 1 + int(rd * calendar.monthrange(y, m)[1])
+        name = formats[int(rf * len(formats))]
+        text, where = _PREFIXES[int(rp * len(_PREFIXES))], {}
+        for part in DATE_FORMATS[name](y, m, d):
+            if isinstance(part, tuple):
+                where[part[0]], part = (len(text), len(text) + len(part[1])), part[1]
+            text += part
+        texts.append(text), isos.append(f"{y:04d}-{m:02d}-{d:02d}"), fmts.append(names.index(name))
+        where_all.append(where)
+    src = date_tokens(texts, length)
+    spans = torch.zeros(n, 10, src.shape[1], dtype=torch.bool)  # (n, T, S)
+    for i, where in enumerate(where_all):
+        for t, field in enumerate(_OUTPUT_FIELDS):
+            if field is not None:
+                spans[i, t, slice(*where[field])] = True
+    return DateData(src, date_tokens(isos), spans, torch.tensor(fmts), texts)
+
+
+# === Chapter 9: a pairwise task and a summary task on a grid of tokens ======================
+
+def _token_grid_args(n, side, keys, payloads):
+    for name, v, low in (("n", n, 1), ("side", side, 2), ("keys", keys, 2), ("payloads", payloads, 2)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+
+
+def matching_pairs(n: int, side: int = 6, keys: int = 64, payloads: int = 10,
+                   seed: int | torch.Generator | None = 0):
+    r"""Tokens in pairs on a ``side x side`` grid; each token must report its partner's payload.
+
+    Every token has a key (one of ``keys``) and a payload (one of ``payloads``). The
+    ``side**2 / 2`` pairs have distinct keys; the two tokens of a pair share theirs and sit at
+    random places on the grid. The target of every token is the payload of the *other* token
+    with its key: a lookup that needs the exact pairwise match of two keys. Chance is
+    ``1 / payloads``. Called as ``matching_pairs(batch_size, ..., seed=generator)`` it samples
+    fresh batches.
+
+    Returns:
+        ``x (n, side**2, 2)`` (key, payload) per token, row-major on the grid, and
+        ``y (n, side**2)`` the partner's payload.
+
+    Taught in: :ref:`chap-efficient-attention`.
+    """
+    _token_grid_args(n, side, keys, payloads)
+    N = side * side
+    if N % 2 or keys < N // 2:
+        raise ValueError(f"need an even number of tokens and keys >= {N // 2}, got side={side}, "
+                         f"keys={keys}")
+    g = _generator(seed)
+    key = torch.rand(n, keys, generator=g).argsort(1)[:, :N // 2].repeat_interleave(2, 1)
+    pay = torch.randint(payloads, (n, N), generator=g)
+    y = pay[:, torch.arange(N) ^ 1]  # tokens 2i and 2i+1 are partners
+    place = torch.rand(n, N, generator=g).argsort(1)  # scatter the tokens over the grid
+    key, pay, y = (t.gather(1, place) for t in (key, pay, y))
+    return torch.stack([key, pay], -1), y
+
+
+def majority_payload(n: int, side: int = 6, keys: int = 64, payloads: int = 10,
+                     seed: int | torch.Generator | None = 0):
+    r"""Tokens on a grid; every token must report the grid's most common payload.
+
+    Random keys and payloads, with one payload planted on a third of the tokens, so that it is
+    the most common one by a clear margin. Any global summary of the payloads (a mean of their
+    embeddings is enough) solves it; a token that reads only itself is right a little over a
+    third of the time. Same shapes as :func:`matching_pairs`.
+
+    Taught in: :ref:`chap-efficient-attention`.
+    """
+    _token_grid_args(n, side, keys, payloads)
+    N = side * side
+    g = _generator(seed)
+    key = torch.randint(keys, (n, N), generator=g)
+    pay = torch.randint(payloads, (n, N), generator=g)
+    common = torch.randint(payloads, (n, 1), generator=g)
+    planted = torch.rand(n, N, generator=g).argsort(1)[:, :N // 3]
+    pay = pay.scatter(1, planted, common.expand(-1, N // 3))
+    counts = torch.nn.functional.one_hot(pay, payloads).sum(1)  # (n, payloads)
+    y = counts.argmax(1, keepdim=True).expand(-1, N)
+    return torch.stack([key, pay], -1), y

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 import torch
 
 __all__ = ["Feedback", "check_soft_lookup", "check_nearest_neighbour", "check_attention_scale",
-           "check_se_count", "check_spatial_cost", "check_non_local_cost", "check_video_axial_cost"]
+           "check_se_count", "check_spatial_cost", "check_non_local_cost", "check_video_axial_cost",
+           "check_cross_attention", "check_online_softmax_merge"]
 
 
 class Feedback(str):
@@ -429,3 +430,162 @@ def check_video_axial_cost(scores=None, exponent=None) -> Feedback:
             return Feedback(False, f"exponent: expected 4/3 = 1.333, got {p:.4g}. {hint}")
         lines.append("exponent: 4/3 is right (3 n^(4/3) scores, against n^2 for full attention).")
     return Feedback(True, " ".join(lines))
+
+
+# --- chap-cross-attention ----------------------------------------------------------------------
+
+_CROSS_CASES = ((2, 3, 5, 8, 2), (1, 4, 4, 6, 1), (3, 1, 7, 12, 3), (2, 6, 2, 16, 4))
+
+
+def _cross_reference(x, memory, weights, num_heads, key_mask, *, scale=True, heads=True):
+    """The reference (or a typical mistake) from tensors: queries from x, keys/values from memory."""
+    w_q, w_k, w_v, w_o = weights
+    B, T, D = x.shape
+    h = num_heads if heads else 1
+    split = lambda t: t.view(B, t.shape[1], h, D // h).transpose(1, 2)  # (B, h, L, d)
+    q, k, v = split(x @ w_q.T), split(memory @ w_k.T), split(memory @ w_v.T)
+    s = q @ k.transpose(-2, -1) / (math.sqrt(D // h) if scale else 1.0)  # (B, h, T, S)
+    if key_mask is not None:
+        s = s.masked_fill(~key_mask[:, None, None, :], float("-inf"))
+    out = (torch.softmax(s, -1) @ v).transpose(1, 2).reshape(B, T, D)
+    return out @ w_o.T
+
+
+def check_cross_attention(fn) -> Feedback:
+    r"""Exercise :ref:`ex-cross-build`: multi-head cross-attention from ``functional`` alone.
+
+    ``fn(x, memory, w_q, w_k, w_v, w_o, num_heads, key_mask)`` gets decoder states ``x``
+    ``(B, T, D)``, the encoder's output ``memory`` ``(B, S, D)``, four ``(D, D)`` weight matrices
+    used as ``nn.Linear`` uses them (``x @ w_q.T``), the number of heads and ``key_mask``
+    ``(B, S)`` (True = a real source token, or None), and returns ``(B, T, D)``. It is held
+    against :class:`attnlab.attention.MultiHeadAttention` with the same weights (no biases) on
+    several shapes with ``T != S``, with and without padding.
+    """
+    from attnlab.attention import MultiHeadAttention
+
+    if not callable(fn):
+        return Feedback(False, f"pass your function itself, got {type(fn).__name__}.")
+    g = torch.Generator().manual_seed(0)
+    for B, T, S, D, h in _CROSS_CASES:
+        ref = MultiHeadAttention(D, h, bias=False).double()
+        weights = [p.weight.detach() for p in (ref.q_proj, ref.k_proj, ref.v_proj, ref.out_proj)]
+        x = torch.randn(B, T, D, generator=g, dtype=torch.float64)
+        memory = torch.randn(B, S, D, generator=g, dtype=torch.float64)
+        key_mask = torch.ones(B, S, dtype=torch.bool)
+        key_mask[0, S // 2 + 1:] = False  # sentence 0 is padded
+        for mask in (None, key_mask):
+            case = (f"B={B}, T={T}, S={S}, D={D}, heads={h}, "
+                    + ("with padding" if mask is not None else "no padding"))
+            try:
+                got = fn(x, memory, *weights, h, mask)
+            except Exception as e:  # noqa: BLE001 - the learner's code; report, do not crash
+                return Feedback(False, f"your function raised {type(e).__name__}: {e} ({case}).")
+            if got is None or (isinstance(got, str) and got == "not done"):
+                return Feedback(False, "not done yet: your function returned nothing.")
+            if isinstance(got, tuple):
+                got = got[0]
+            if not isinstance(got, torch.Tensor) or tuple(got.shape) != (B, T, D):
+                shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+                return Feedback(False, f"expected an output of shape (B, T, D) = {(B, T, D)}, got "
+                                       f"{shape} ({case}). One row per decoder step (T), not per "
+                                       "source token (S).")
+            with torch.no_grad():
+                expected = ref(x, memory, memory, key_mask=mask)
+            err = (got.detach().double() - expected).abs().max().item()
+            if err <= 1e-6:
+                continue
+            mistakes = [
+                (_cross_reference(x, memory, weights, h, None), "the padding mask is ignored: "
+                 "block the keys where key_mask is False (pass it to scaled_dot_product_attention "
+                 "as a (B, 1, 1, S) mask)."),
+                (_cross_reference(x, memory, weights, h, mask, scale=False), "the scores are not "
+                 "scaled: divide by sqrt(d), d = D / num_heads (the kernel does this for you)."),
+                (_cross_reference(x, memory, weights, h, mask, heads=False), "one head of width D "
+                 "is computed: split q, k and v into num_heads heads of width D / num_heads."),
+            ]
+            hint = next((m for e, m in mistakes if e is not None and m
+                         and (got.detach().double() - e).abs().max().item() <= 1e-6), None)
+            return Feedback(False, f"largest difference {err:.3g} from the reference ({case}). "
+                            + (hint or "Queries come from x (the decoder), keys and values from "
+                               "memory (the encoder); check the projections (x @ w.T), the head "
+                               "split and the output projection w_o."))
+    return Feedback(True, f"equal to MultiHeadAttention on {2 * len(_CROSS_CASES)} cases "
+                          "(T != S, several heads, with and without padding).")
+
+
+# --- chap-efficient-attention ------------------------------------------------------------------
+
+def _merge_reference(m1, l1, a1, m2, l2, a2):
+    m = torch.maximum(m1, m2)
+    shift = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+    f1, f2 = torch.exp(m1 - shift), torch.exp(m2 - shift)
+    return m, l1 * f1 + l2 * f2, a1 * f1 + a2 * f2
+
+
+def _half(scores, values):
+    """(m, l, a) of one half of the keys: max score, sum of e^(s - m), weighted sum of values."""
+    m = scores.amax(-1, keepdim=True)
+    shift = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+    p = torch.exp(scores - shift)
+    return m, p.sum(-1, keepdim=True), p @ values
+
+
+def check_online_softmax_merge(fn) -> Feedback:
+    r"""Exercise :ref:`ex-eff-merge`: merge the running (m, l, a) of two halves of the keys.
+
+    ``fn(m1, l1, a1, m2, l2, a2)`` returns ``(m, l, a)``: :math:`m = \max(m_1, m_2)`,
+    :math:`\ell = \ell_1 e^{m_1 - m} + \ell_2 e^{m_2 - m}`, :math:`a = a_1 e^{m_1 - m} + a_2
+    e^{m_2 - m}`. Checked on random halves (scores up to 1e3, where a plain exponential
+    overflows), on a half with no visible key, and on a query with no visible key at all; then
+    ``a / l`` must equal the softmax attention of all the keys.
+    """
+    if not callable(fn):
+        return Feedback(False, f"pass your function itself, got {type(fn).__name__}.")
+    g = torch.Generator().manual_seed(0)
+    T, S, dv = 4, 10, 3
+    cases = {"random scores": torch.randn(T, S, generator=g, dtype=torch.float64),
+             "scores near 1000": 1000 + torch.randn(T, S, generator=g, dtype=torch.float64)}
+    empty_half = torch.randn(T, S, generator=g, dtype=torch.float64)
+    empty_half[:, S // 2:] = -math.inf  # the second half of the keys is blocked
+    cases["a half with no visible key"] = empty_half
+    nothing = torch.randn(T, S, generator=g, dtype=torch.float64)
+    nothing[0] = -math.inf  # query 0 sees no key at all
+    cases["a query with no visible key"] = nothing
+    values = torch.randn(S, dv, generator=g, dtype=torch.float64)
+    for case, scores in cases.items():
+        h1 = _half(scores[:, :S // 2], values[:S // 2])
+        h2 = _half(scores[:, S // 2:], values[S // 2:])
+        try:
+            got = fn(*h1, *h2)
+        except Exception as e:  # noqa: BLE001 - the learner's code; report, do not crash
+            return Feedback(False, f"your function raised {type(e).__name__}: {e} ({case}).")
+        if got is None:
+            return Feedback(False, "not done yet: your function returned nothing.")
+        if not (isinstance(got, (tuple, list)) and len(got) == 3):
+            return Feedback(False, "return the three merged quantities (m, l, a) as a tuple.")
+        m, ell, a = (torch.as_tensor(t, dtype=torch.float64) for t in got)
+        want = _merge_reference(*h1, *h2)
+        if tuple(a.shape) != (T, dv) or tuple(ell.shape) not in ((T, 1), (T,)):
+            return Feedback(False, f"expected l of shape (T, 1) = {(T, 1)} and a of shape "
+                                   f"(T, d_v) = {(T, dv)}, got {tuple(ell.shape)} and "
+                                   f"{tuple(a.shape)} ({case}).")
+        if torch.isnan(a).any() or torch.isnan(ell).any():
+            return Feedback(False, f"NaN in your result ({case}). When a maximum is -inf, "
+                                   "exp(m_i - m) is exp(-inf + inf): shift by 0 instead.")
+        if not torch.allclose(m.reshape(T, 1), want[0], equal_nan=True):
+            return Feedback(False, f"m should be the larger of m1 and m2 ({case}).")
+        ell = ell.reshape(T, 1)
+        if not (torch.allclose(ell, want[1], rtol=1e-9) and torch.allclose(a, want[2], rtol=1e-9)):
+            plain = (h1[1] + h2[1], h1[2] + h2[2])
+            if torch.allclose(ell, plain[0]) and torch.allclose(a, plain[1]):
+                return Feedback(False, f"you added the halves without rescaling ({case}): each "
+                                       "half was summed under its own maximum m_i; multiply by "
+                                       "exp(m_i - m) first.")
+            return Feedback(False, f"l or a differ from the merge of all the keys ({case}). "
+                                   "Rescale each half by exp(m_i - m), m = max(m1, m2).")
+    out = torch.where(want[1] > 0, want[2] / want[1].clamp_min(1e-300), 0.0)
+    ref = torch.softmax(nothing[1:], -1) @ values
+    if not torch.allclose(out[1:], ref):
+        return Feedback(False, "a / l does not give softmax attention.")  # pragma: no cover
+    return Feedback(True, "m = max(m1, m2), l and a rescaled by exp(m_i - m): a / l is softmax "
+                          "attention over all the keys, with no overflow and no NaN.")

@@ -30,7 +30,7 @@ import numpy as np
 __all__ = ["softmax_weights", "attention_explorer", "image_attention_explorer",
            "channel_gate_explorer", "cost_explorer", "publish"]
 
-_BLOCKED = -1e30  # a score the page's softmax treats as -inf (weight exactly 0)
+BLOCKED = _BLOCKED = -1e30  # a score the page's softmax treats as -inf (weight exactly 0)
 
 
 def softmax_weights(scores, temperature: float = 1.0, allowed=None) -> np.ndarray:
@@ -61,8 +61,21 @@ def _rounded(a) -> list[float]:
     return [round(float(v), 8) for v in np.asarray(a).ravel()]
 
 
-def _label_expr(labels: Sequence[str]) -> str:
-    return json.dumps([str(t) for t in labels]) + "[datum.value]"
+def _labels(labels, n: int, name: str, variants: Mapping) -> str:
+    """A Vega expression for the list of ``n`` labels (one list per variant when a dict)."""
+    if not isinstance(labels, Mapping):
+        labels = {v: labels for v in variants}
+    if set(labels) != set(variants):
+        raise ValueError(f"{name} must have labels for the variants {list(variants)}, "
+                         f"got {list(labels)}")
+    for v, lab in labels.items():
+        if len(lab) != n:
+            raise ValueError(f"{name} must have {n} labels" + (f" for {v!r}" if v else "")
+                             + f", got {len(lab)}")
+    table = {v: [str(t) for t in lab] for v, lab in labels.items()}
+    if len(table) == 1:
+        return json.dumps(next(iter(table.values())))
+    return json.dumps(table) + "[variant]"
 
 
 def _control(name: str, value, binding=None):
@@ -108,7 +121,9 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
         scores: ``(h, T, S)`` scores (before the softmax and before any temperature), or a dict
             ``{variant: (h, T, S)}`` of precomputed alternatives (e.g. models trained with and
             without positional encodings), switched by a menu.
-        keys: ``S`` labels of the keys; ``queries``: ``T`` labels (default: ``keys``).
+        keys: ``S`` labels of the keys; ``queries``: ``T`` labels (default: ``keys``). Either may
+            be a dict ``{variant: labels}`` when the variants are different sequences (e.g. one
+            per example; pad shorter ones with ``""`` labels and :data:`BLOCKED` scores).
         values: optional ``(h, S)`` (or dict of them) scalar values per key; the page shows the
             weighted sum :math:`\sum_s \alpha_{ts} v_s` for the chosen query.
         mask: optional ``(T, S)`` boolean, True = may attend; a check box switches it on and off.
@@ -124,11 +139,8 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
 
     arrays = _variants(scores, 3)
     h, T, S = next(iter(arrays.values())).shape
-    if len(keys) != S:
-        raise ValueError(f"keys must have {S} labels, got {len(keys)}")
-    queries = list(keys) if queries is None else list(queries)
-    if len(queries) != T:
-        raise ValueError(f"queries must have {T} labels, got {len(queries)}")
+    queries = keys if queries is None else queries
+    key_expr, query_list = _labels(keys, S, "keys", arrays), _labels(queries, T, "queries", arrays)
     allowed = np.ones((T, S), bool) if mask is None else np.asarray(mask, dtype=bool)
     if allowed.shape != (T, S):
         raise ValueError(f"mask must have shape (T, S) = {(T, S)}, got {allowed.shape}")
@@ -158,11 +170,11 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
     base = _softmax(alt.Chart(alt.Data(values=rows))
                     .transform_filter("datum.v == variant && datum.h == head")
                     .transform_flatten(flat))
-    x_keys = alt.X("k:O", title="keys", axis=alt.Axis(labelExpr=_label_expr(keys), labelAngle=0,
-                                                       labelOverlap=True))
+    x_keys = alt.X("k:O", title="keys", axis=alt.Axis(labelExpr=key_expr + "[datum.value]",
+                                                       labelAngle=0, labelOverlap=True))
     heat = base.mark_rect().encode(
         x=x_keys,
-        y=alt.Y("q:O", title="queries", axis=alt.Axis(labelExpr=_label_expr(queries),
+        y=alt.Y("q:O", title="queries", axis=alt.Axis(labelExpr=query_list + "[datum.value]",
                                                       labelOverlap=True)),
         color=alt.Color("weight:Q", scale=alt.Scale(domain=[0, 1], scheme="viridis"),
                         title="weight"),
@@ -184,7 +196,7 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
                       .mark_text(align="left", x=0, y=-12, fontSize=11).encode(text="label:N"))
     chosen = alt.layer(*layers).properties(
         width=cell[0] * S, height=140,
-        title=alt.Title(alt.expr(f"'weights of query ' + {json.dumps(queries)}[query]")))
+        title=alt.Title(alt.expr(f"'weights of query ' + {query_list}[query]")))
     chart = alt.hconcat(heat, chosen).add_params(*params)
     return chart.properties(title=title) if title else chart
 
@@ -333,7 +345,7 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
 
 def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
                   measured: Mapping[str, Sequence[float]] | None = None, unit: str = "MiB",
-                  size_name: str = "side", title: str | None = None):
+                  size_name: str = "side", what: str = "scores", title: str | None = None):
     r"""An Altair chart of the cost of attention against size, computed in the page.
 
     Args:
@@ -343,6 +355,7 @@ def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
         measured: optional ``{method: values}``, a measurement per size (e.g. memory), drawn
             as points on the same plot.
         unit: the unit of ``measured``.
+        what: what ``counted`` counts, for the labels (e.g. ``"multiply-adds"``).
 
     Returns:
         an ``altair`` chart with the controls ``size`` and ``method``; the page shows each
@@ -371,14 +384,14 @@ def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
     x_scale = alt.Scale(type="log", domain=[int(min(sizes)), int(max(sizes))], nice=False)
     lines = base.transform_filter("!isValid(datum.measured)").mark_line().encode(
         x=alt.X("n:Q", scale=x_scale, title=size_name),
-        y=alt.Y("cost:Q", scale=alt.Scale(type="log"), title="scores computed (counted)"),
+        y=alt.Y("cost:Q", scale=alt.Scale(type="log"), title=f"{what} (counted)"),
         color=color, strokeWidth=alt.condition("datum.m == method", alt.value(3), alt.value(1)))
     rule = alt.Chart(alt.Data(values=[{}])).mark_rule(strokeDash=[4, 4]).encode(
         x=alt.X("s:Q")).transform_calculate(s="size")
     at_size = (alt.Chart(alt.Data(values=[{"m": m, "order": i} for i, m in enumerate(names)]))
                .transform_calculate(cost=at, first=of(counted[names[0]], "size"))
                .transform_calculate(label="datum.m + ': ' + format(datum.cost, ',.0f') + "
-                                          f"' scores; {names[0]} needs ' + "
+                                          f"' {what}; {names[0]} needs ' + "
                                           "format(datum.first / datum.cost, '.1f') + 'x as many'")
                .mark_text(align="left", x=0).encode(
                    y=alt.Y("m:N", sort=names, title=None, axis=None), text="label:N",

@@ -36,16 +36,19 @@ def _batches(data, batch_size: int, generator: torch.Generator):
 def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: float = 1e-3,
         loss_fn: Callable | None = None, device=None, weight_decay: float = 0.0,
         generator: torch.Generator | None = None, progress: bool = True,
-        log_every: int | None = None) -> dict:
+        log_every: int | None = None, foreach: bool | None = None) -> dict:
     """Train ``model`` with Adam(W) for ``steps`` minibatches; returns ``{"step": [...], "loss": [...]}``.
 
     Args:
-        data: ``(X, Y)`` tensors or a callable ``sample(batch_size, generator) -> (x, y)``.
+        data: ``(X, Y)`` tensors or a callable ``sample(batch_size, generator) -> (x, y)``; ``x``
+            may be a tuple of tensors, passed to the model as separate arguments.
         loss_fn: ``loss_fn(output, y)``; default cross-entropy over the last dimension.
         device: where to train (default: where the model's parameters are).
         generator: the random stream for batches (default: seeded with 0, so runs repeat).
         progress: show a progress bar (tqdm) with the running loss.
         log_every: record the mean loss every this many steps (default ``steps // 50``).
+        foreach: let AdamW update all parameters in a few batched calls (faster for models with
+            many small tensors; PyTorch's default on the CPU is one parameter at a time).
     """
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
@@ -53,7 +56,7 @@ def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: f
     generator = generator or torch.Generator().manual_seed(0)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=foreach)
     log_every = log_every or max(1, steps // 50)
     history = {"step": [], "loss": []}
     bar = None
@@ -63,7 +66,8 @@ def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: f
     running, batches = 0.0, _batches(data, batch_size, generator)
     for step in range(1, steps + 1):
         x, y = next(batches)
-        loss = loss_fn(model(x.to(device)), y.to(device))
+        inputs = x if isinstance(x, (tuple, list)) else (x,)  # a model may take several inputs
+        loss = loss_fn(model(*(t.to(device) for t in inputs)), y.to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -16,6 +16,7 @@ from attnlab.axial import AxialAttention2d, AxisAttention, ColumnAttention, RowA
 from attnlab.channel import ChannelGate, EfficientChannelAttention, SqueezeExcite
 from attnlab.non_local import MODES, NonLocalBlock
 from attnlab.spatial import CBAM, CoordinateAttention, SpatialGate, SpatialTransformer
+from attnlab.transformer import EncoderLayer
 
 B, C, H, W, D, T = 2, 16, 6, 7, 8, 5
 
@@ -23,6 +24,7 @@ B, C, H, W, D, T = 2, 16, 6, 7, 8, 5
 SEQUENCE = {
     "SelfAttention": (lambda: SelfAttention(D), (B, T, D), (B, T, T)),
     "MultiHeadAttention": (lambda: MultiHeadAttention(D, 2), (B, T, D), (B, 2, T, T)),
+    "EncoderLayer": (lambda: EncoderLayer(D, 2), (B, T, D), (B, 2, T, T)),
 }
 IMAGE = {
     "SqueezeExcite": (lambda: SqueezeExcite(C, 4), (B, C, 1, 1)),
@@ -122,7 +124,8 @@ def test_constructors_refuse_bad_counts_the_same_way():
               lambda v: EfficientChannelAttention(v), lambda v: ChannelGate(v), lambda v: CBAM(v),
               lambda v: SpatialTransformer(v), lambda v: CoordinateAttention(v),
               lambda v: AxisAttention(v), lambda v: AxialAttention2d(v), lambda v: NonLocalBlock(v),
-              lambda v: NonLocalBlock(4, v)]
+              lambda v: NonLocalBlock(4, v), lambda v: EncoderLayer(v, 1),
+              lambda v: EncoderLayer(8, v)]
     for make in makers:
         with pytest.raises(ValueError, match="must be >= 1"):
             make(0)

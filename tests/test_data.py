@@ -61,3 +61,37 @@ def test_marked_digits_errors():
         data.marked_digits(2, split="val")
     with pytest.raises(TypeError, match="seed"):
         data.marked_digits(2, seed="x")
+
+
+def test_dates_spans_point_at_the_fields_the_iso_date_copies():
+    from attnlab.data import DATE_FORMATS, date_text, dates
+    d = dates(400, seed=2)
+    assert d.src.shape[0] == 400 and d.tgt.shape == (400, 10) and d.spans.shape == (400, 10, d.src.shape[1])
+    assert d.src.shape[1] == max(len(t) for t in d.text)  # padded to the longest source
+    assert set(d.fmt.tolist()) == set(range(len(DATE_FORMATS)))
+    months = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+    for text, iso, span in zip(d.text, date_text(d.tgt), d.spans):
+        assert date_text(d.src[d.text.index(text)]) == text
+        year, month, day = iso.split("-")
+        field = ["".join(c for c, s in zip(text, span[t]) if s) for t in range(10)]
+        assert field[0] == field[3] == year and field[4] == field[7] == ""  # dashes read nothing
+        assert field[5] == month or field[5].startswith(months[int(month) - 1])
+        assert field[8] == field[9]
+        if field[8][0].isdigit():
+            assert int("".join(c for c in field[8] if c.isdigit())) == int(day)
+    assert torch.equal(dates(5, seed=3).src, dates(5, seed=3).src)  # seeded
+    numeric = dates(20, seed=1, formats=["22.11.2026"])
+    assert set(numeric.fmt.tolist()) == {list(DATE_FORMATS).index("22.11.2026")}
+    assert all(t.count(".") == 2 for t in numeric.text)
+
+
+def test_dates_words_and_errors():
+    from attnlab.data import _day_words, date_tokens, dates
+    assert [_day_words(d) for d in (1, 12, 20, 22, 30, 31)] == [
+        "first", "twelfth", "twentieth", "twenty-second", "thirtieth", "thirty-first"]
+    with pytest.raises(ValueError, match="formats"):
+        dates(3, formats=["3rd of may"])
+    with pytest.raises(ValueError, match="cannot encode"):
+        date_tokens(["22 Nov 2026"])  # capitals are not in the vocabulary
+    with pytest.raises(ValueError, match="n must be"):
+        dates(0)

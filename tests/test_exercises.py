@@ -119,3 +119,68 @@ def test_check_video_axial_cost():
     assert _wrong(exercises.check_video_axial_cost(), "give scores")
     assert _wrong(exercises.check_video_axial_cost(scores=4096), "should be a function")
     assert _wrong(exercises.check_video_axial_cost(exponent="4/3"), "should be a number")
+
+
+def test_check_cross_attention_accepts_the_reference_and_explains_mistakes():
+    from attnlab.functional import scaled_dot_product_attention as sdpa
+
+    def right(x, memory, w_q, w_k, w_v, w_o, num_heads, key_mask=None):
+        B, T, D = x.shape
+        split = lambda t: t.view(B, t.shape[1], num_heads, D // num_heads).transpose(1, 2)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        heads = sdpa(split(x @ w_q.T), split(memory @ w_k.T), split(memory @ w_v.T), mask)
+        return heads.transpose(1, 2).reshape(B, T, D) @ w_o.T
+
+    assert _correct(exercises.check_cross_attention(right))
+
+    def no_mask(x, memory, w_q, w_k, w_v, w_o, h, key_mask=None):
+        return right(x, memory, w_q, w_k, w_v, w_o, h, None)
+
+    def _unscaled(x, memory, w_q, w_k, w_v, w_o, h, key_mask):
+        B, T, D = x.shape
+        split = lambda t: t.view(B, t.shape[1], h, D // h).transpose(1, 2)
+        mask = None if key_mask is None else key_mask[:, None, None, :]
+        heads = sdpa(split(x @ w_q.T), split(memory @ w_k.T), split(memory @ w_v.T), mask, scale=1.0)
+        return heads.transpose(1, 2).reshape(B, T, D) @ w_o.T
+
+    def one_head(x, memory, w_q, w_k, w_v, w_o, h, key_mask=None):
+        return right(x, memory, w_q, w_k, w_v, w_o, 1, key_mask)
+
+    def swapped(x, memory, w_q, w_k, w_v, w_o, h, key_mask=None):  # queries from the memory
+        return right(memory, x, w_q, w_k, w_v, w_o, h, None)
+
+    assert _wrong(exercises.check_cross_attention(no_mask), "padding mask", "with padding")
+    assert _wrong(exercises.check_cross_attention(_unscaled), "not scaled", "sqrt(d)")
+    assert _wrong(exercises.check_cross_attention(one_head), "one head", "num_heads")
+    assert _wrong(exercises.check_cross_attention(swapped), "shape (B, T, D)")
+    assert _wrong(exercises.check_cross_attention(lambda *a: None), "not done yet")
+    assert _wrong(exercises.check_cross_attention(lambda *a: 1 / 0), "ZeroDivisionError")
+    assert _wrong(exercises.check_cross_attention("my answer"), "pass your function")
+
+
+def test_check_online_softmax_merge():
+    def right(m1, l1, a1, m2, l2, a2):
+        m = torch.maximum(m1, m2)
+        shift = torch.where(torch.isinf(m), torch.zeros_like(m), m)
+        f1, f2 = torch.exp(m1 - shift), torch.exp(m2 - shift)
+        return m, l1 * f1 + l2 * f2, a1 * f1 + a2 * f2
+
+    def no_rescale(m1, l1, a1, m2, l2, a2):
+        return torch.maximum(m1, m2), l1 + l2, a1 + a2
+
+    def nan_on_empty(m1, l1, a1, m2, l2, a2):
+        m = torch.maximum(m1, m2)
+        return m, l1 * torch.exp(m1 - m) + l2 * torch.exp(m2 - m), \
+            a1 * torch.exp(m1 - m) + a2 * torch.exp(m2 - m)
+
+    def min_instead(m1, l1, a1, m2, l2, a2):
+        return right(m1, l1, a1, m2, l2, a2)[0] * 0 + torch.minimum(m1, m2), *right(
+            m1, l1, a1, m2, l2, a2)[1:]
+
+    assert _correct(exercises.check_online_softmax_merge(right))
+    assert _wrong(exercises.check_online_softmax_merge(no_rescale), "without rescaling")
+    assert _wrong(exercises.check_online_softmax_merge(nan_on_empty), "NaN", "shift by 0")
+    assert _wrong(exercises.check_online_softmax_merge(min_instead), "larger of m1 and m2")
+    assert _wrong(exercises.check_online_softmax_merge(lambda *a: None), "not done yet")
+    assert _wrong(exercises.check_online_softmax_merge(lambda *a: (1, 2)), "three merged")
+    assert _wrong(exercises.check_online_softmax_merge(lambda *a: [][0]), "IndexError")
