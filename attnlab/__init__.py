@@ -16,6 +16,8 @@ One concept per module, each short enough to read beside its chapter. Mechanisms
   layers, a tiny encoder-decoder (:ref:`chap-cross-attention`)
 - ``attnlab.efficient``: the online softmax, separable (MobileViTv2) and linear attention
   (:ref:`chap-efficient-attention`)
+- ``attnlab.rollout``: attention rollout and a tiny vision transformer with a [CLS] token
+  (:ref:`chap-where-attention-looks`)
 - ``attnlab.checks``: the argument checks every mechanism shares
 
 Helpers (they import the mechanisms, never the reverse):
