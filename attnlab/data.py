@@ -14,7 +14,7 @@ import torch
 __all__ = ["regression_target", "kernel_regression_data", "reversal_task", "two_positions_task",
            "window_counts_task", "load_digit_images", "digit_split", "noisy_channel_digits",
            "cluttered_digits", "marked_digits", "colour_match", "DATE_VOCAB", "DATE_FORMATS",
-           "DateData", "dates", "date_tokens", "date_text", "matching_pairs", "majority_payload"]
+           "DateData", "dates", "date_tokens", "date_text", "matching_pairs", "majority_payload", "flash_video"]
 
 
 def _generator(seed: int | torch.Generator | None) -> torch.Generator:
@@ -550,3 +550,90 @@ def majority_payload(n: int, side: int = 6, keys: int = 64, payloads: int = 10,
     counts = torch.nn.functional.one_hot(pay, payloads).sum(1)  # (n, payloads)
     y = counts.argmax(1, keepdim=True).expand(-1, N)
     return torch.stack([key, pay], -1), y
+
+
+# === Chapter 10: a flash to follow across frames ============================================
+
+def _straight_tracks(m: int, k: int, frames: int, size: int, min_move: int, g: torch.Generator):
+    """``(m, k, frames, 2)`` pixel positions of ``k`` dots moving in straight lines at constant
+    speed, from a random start to a random end at least ``min_move`` pixels away along one axis."""
+    cells = torch.arange(size)
+    s, e = torch.meshgrid(cells, cells, indexing="ij")
+    moves = torch.stack([s, e], -1)[(e - s).abs() >= min_move]              # (P, 2) 1-D moves
+    far = moves[torch.randint(len(moves), (m, k), generator=g)]            # (m, k, 2) start, end
+    free = torch.randint(0, size, (m, k, 2), generator=g)                  # the other axis
+    rows_far = torch.randint(0, 2, (m, k, 1), generator=g).bool()           # which axis moves far
+    start = torch.where(rows_far, torch.stack([far[..., 0], free[..., 0]], -1),
+                        torch.stack([free[..., 0], far[..., 0]], -1))       # (m, k, 2) (row, col)
+    end = torch.where(rows_far, torch.stack([far[..., 1], free[..., 1]], -1),
+                      torch.stack([free[..., 1], far[..., 1]], -1))
+    t = torch.linspace(0, 1, frames).view(1, 1, frames, 1)
+    return (start[:, :, None] + (end - start)[:, :, None] * t).round().long()  # (m, k, T, 2)
+
+
+def flash_video(n: int, frames: int = 5, size: int = 8, n_dots: int = 3, flash_frame: int = 0,
+                far: int = 3, moving: bool = True, seed: int | torch.Generator | None = 0):
+    r"""Coloured dots move; one flashes in an early frame; find that dot in the last frame.
+
+    Each video holds ``n_dots`` one-pixel dots of distinct colours (red, green, blue) on a black
+    ``size x size`` canvas, each moving in a straight line at constant speed from frame 0 to the
+    last frame; no two dots ever share a pixel. In frame ``flash_frame`` one dot, drawn at
+    random, flashes: a fourth channel is 1 on its pixel in that frame and 0 everywhere else. The
+    target marks the pixel where the flashed dot is in the *last* frame. Its colour is the link:
+    a model must carry "the red one flashed" across ``frames - 1 - flash_frame`` frames and
+    several pixels of motion.
+
+    Every dot ends at least ``far`` pixels (max-norm) away from the place of every dot in the
+    flash frame. So nothing within ``far - 1`` pixels of any dot's final place ever flashed: a
+    model that sees each place's own history (attention over time at a fixed pixel, followed by
+    convolutions reaching fewer than ``far`` pixels) learns nothing about the flash, and, since
+    the rule treats all dots alike, the trajectories alone do not tell which dot flashed.
+    Chance, for a model that finds the dots but not the flashed one, is ``1 / n_dots``.
+    ``moving=False`` keeps every dot in place (``far`` is then ignored): the control in which
+    each place's history is enough. Called as ``flash_video(batch_size, seed=generator)`` it
+    samples fresh batches.
+
+    Returns:
+        ``x`` of shape ``(n, 4, frames, size, size)`` (RGB + flash, values 0/1) and ``y`` of shape
+        ``(n, 1, size, size)``: 1 on the flashed dot's pixel in the last frame.
+
+    Taught in: :ref:`chap-where-attention-looks`.
+    """
+    for name, v, low in (("n", n, 1), ("frames", frames, 2), ("size", size, 2),
+                         ("n_dots", n_dots, 1), ("far", far, 0)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+    if n_dots > 3:
+        raise ValueError(f"n_dots must be <= 3 (one colour each: red, green, blue), got {n_dots}")
+    if not isinstance(flash_frame, int) or not 0 <= flash_frame < frames - 1:
+        raise ValueError(f"flash_frame must be an int in [0, {frames - 2}], got {flash_frame!r}")
+    if moving and far > size - 1:
+        raise ValueError(f"far={far} cannot be met on a {size}x{size} canvas")
+    g = _generator(seed)
+    T, k = frames, n_dots
+    other = ~torch.eye(k, dtype=torch.bool)                                 # (k, k) pairs of dots
+    pos = torch.empty(n, k, T, 2, dtype=torch.long)
+    todo = torch.arange(n)
+    while len(todo):  # draw many candidates, keep those that obey the rules, redraw the rest
+        m = 8 * len(todo)
+        p = _straight_tracks(m, k, T, size, far if moving else 0, g)        # (m, k, T, 2)
+        if not moving:
+            p = p[:, :, :1].expand(m, k, T, 2)
+        gap = (p[:, :, None] - p[:, None]).abs().amax(-1)                   # (m, k, k, T)
+        ok = ((gap > 0) | ~other[None, :, :, None]).flatten(1).all(1)       # never on one pixel
+        if moving:
+            flash_to_end = (p[:, None, :, -1] - p[:, :, None, flash_frame]).abs().amax(-1)
+            ok &= (flash_to_end >= far).flatten(1).all(1)                   # (m, k, k) all pairs
+        keep = ok.nonzero().squeeze(1)[:len(todo)]
+        pos[todo[:len(keep)]] = p[keep]
+        todo = todo[len(keep):]
+    colour = torch.rand(n, 3, generator=g).argsort(1)[:, :k]                # (n, k) distinct
+    cued = torch.randint(0, k, (n,), generator=g)                           # the dot that flashes
+    b = torch.arange(n)
+    x = torch.zeros(n, T, size, size, 4)                                    # channels last here
+    nb, nt = b.view(n, 1, 1).expand(n, k, T), torch.arange(T).view(1, 1, T).expand(n, k, T)
+    x[nb, nt, pos[..., 0], pos[..., 1], :3] = PALETTE[colour].unsqueeze(2).expand(n, k, T, 3)
+    x[b, flash_frame, pos[b, cued, flash_frame, 0], pos[b, cued, flash_frame, 1], 3] = 1.0
+    y = torch.zeros(n, 1, size, size)
+    y[b, 0, pos[b, cued, -1, 0], pos[b, cued, -1, 1]] = 1.0
+    return x.permute(0, 4, 1, 2, 3).contiguous(), y                         # (n, 4, T, H, W), (n, 1, H, W)

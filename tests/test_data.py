@@ -95,3 +95,21 @@ def test_dates_words_and_errors():
         date_tokens(["22 Nov 2026"])  # capitals are not in the vocabulary
     with pytest.raises(ValueError, match="n must be"):
         dates(0)
+
+
+def test_flash_video_marks_where_the_flashed_dot_ends():
+    x, y = data.flash_video(50, seed=4)
+    assert x.shape == (50, 4, 5, 8, 8) and y.shape == (50, 1, 8, 8)
+    assert torch.all(y.sum((1, 2, 3)) == 1)
+    flash = x[:, 3]                                            # (n, T, H, W)
+    assert torch.all(flash[:, 0].sum((1, 2)) == 1) and torch.all(flash[:, 1:] == 0)
+    for i in range(50):
+        fr, fc = torch.nonzero(flash[i, 0])[0]
+        colour = x[i, :3, 0, fr, fc]                           # the flashed dot's colour
+        er, ec = torch.nonzero(y[i, 0])[0]
+        assert torch.equal(x[i, :3, -1, er, ec], colour)       # the target has that colour
+        assert max(abs(er - fr), abs(ec - fc)) >= 3            # and lies far from the flash
+    still, _ = data.flash_video(5, moving=False, seed=1)
+    assert torch.equal(still[:, :3, 0], still[:, :3, -1])
+    with pytest.raises(ValueError, match="n_dots"):
+        data.flash_video(2, n_dots=4)
