@@ -42,30 +42,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnlab import checks
-from attnlab.functional import causal_mask, merge_masks
+from attnlab.functional import _check_qkv, causal_mask, merge_masks
 
 __all__ = ["online_softmax_attention", "SeparableSelfAttention", "linear_attention",
            "attention_flops"]
-
-
-def _check_qkv(q, k, v) -> torch.Size:
-    """Check q (..., T, d), k (..., S, d), v (..., S, d_v); return the broadcast leading shape."""
-    for name, t, letters in (("q", q, "T, d"), ("k", k, "S, d"), ("v", v, "S, d_v")):
-        if checks.tensor(t, name).dim() < 2:
-            raise ValueError(f"{name} must have shape (..., {letters}), got {tuple(t.shape)}")
-    if q.shape[-1] != k.shape[-1]:
-        raise ValueError(f"q and k must share their last dimension d: q has {q.shape[-1]}, "
-                         f"k has {k.shape[-1]}")
-    if v.shape[-2] != k.shape[-2]:
-        raise ValueError(f"v must have shape (..., S, d_v) with S = {k.shape[-2]} keys, "
-                         f"got {tuple(v.shape)}")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
-    try:
-        return torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    except RuntimeError:
-        raise ValueError(f"the leading dimensions of q {tuple(q.shape)}, k {tuple(k.shape)} and "
-                         f"v {tuple(v.shape)} do not broadcast together") from None
 
 
 def online_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,

@@ -51,13 +51,29 @@ __all__ = [
 
 
 def _check_qk(q, k) -> None:
-    for name, t in (("q", q), ("k", k)):
+    for name, t, letters in (("q", q, "T, d"), ("k", k, "S, d")):
         checks.tensor(t, name)
         if t.dim() < 2:
-            raise ValueError(f"{name} must have shape (..., length, d), got {tuple(t.shape)}")
+            raise ValueError(f"{name} must have shape (..., {letters}), got {tuple(t.shape)}")
     if q.shape[-1] != k.shape[-1]:
         raise ValueError(f"q and k must share their last dimension d: q has {q.shape[-1]}, "
                          f"k has {k.shape[-1]}")
+
+
+def _check_qkv(q, k, v) -> torch.Size:
+    """Check q (..., T, d), k (..., S, d), v (..., S, d_v); return the broadcast leading shape."""
+    _check_qk(q, k)
+    checks.tensor(v, "v")
+    if v.dim() < 2 or v.shape[-2] != k.shape[-2]:
+        raise ValueError(f"v must have shape (..., S, d_v) with S = {k.shape[-2]} keys, "
+                         f"got {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    try:
+        return torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except RuntimeError:
+        raise ValueError(f"the leading dimensions of q {tuple(q.shape)}, k {tuple(k.shape)} and "
+                         f"v {tuple(v.shape)} do not broadcast together") from None
 
 
 def dot_product_score(q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
@@ -203,20 +219,9 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
     Reference: Vaswani et al., *Attention Is All You Need*, 2017, arXiv:1706.03762.
     """
-    _check_qk(q, k)
-    checks.tensor(v, "v")
-    if v.dim() < 2 or v.shape[-2] != k.shape[-2]:
-        raise ValueError(f"v must have shape (..., S, d_v) with S = {k.shape[-2]} keys, "
-                         f"got {tuple(v.shape)}")
-    if not (q.dtype == k.dtype == v.dtype):
-        raise TypeError(f"q, k and v must share a dtype, got {q.dtype}, {k.dtype}, {v.dtype}")
+    batch = _check_qkv(q, k, v)
     checks.probability(dropout_p, "dropout_p")
     T, S = q.shape[-2], k.shape[-2]
-    try:
-        batch = torch.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
-    except RuntimeError:
-        raise ValueError(f"the leading dimensions of q {tuple(q.shape)}, k {tuple(k.shape)} and "
-                         f"v {tuple(v.shape)} do not broadcast together") from None
     if mask is not None:
         checks.mask_for(mask, (*batch, T, S))
         if mask.is_floating_point():
