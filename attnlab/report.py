@@ -52,11 +52,12 @@ def _in_kernel() -> bool:
     return get_ipython() is not None
 
 
-def glue(name: str, value, *, record: bool = True):
-    """Make ``value`` available to the page's prose (``{glue:text}`name```); return it.
+def glue(name: str, value, *, record: bool = True) -> None:
+    """Make ``value`` available to the page's prose (``{glue:text}`name```).
 
     Numbers are recorded for the robustness table unless ``record=False`` (e.g. a constant).
-    Outside a Jupyter kernel (a script) nothing is displayed.
+    Outside a Jupyter kernel (a script) nothing is displayed. Nothing is returned, so a cell
+    that ends with a ``glue`` shows no stray value in the page.
     """
     if isinstance(value, (int, float)) or hasattr(value, "item"):
         value = value.item() if hasattr(value, "item") else value
@@ -65,14 +66,14 @@ def glue(name: str, value, *, record: bool = True):
     if _in_kernel():
         from myst_nb import glue as _glue
         _glue(name, value, display=False)
-    return value
 
 
-def target(name: str, value, threshold: float, op: str = ">=") -> float:
+def target(name: str, value, threshold: float, op: str = ">=") -> None:
     """Assert the learning target ``value op threshold`` (``op`` is ``">="`` or ``"<="``).
 
     The value is glued under ``name`` (for the prose) and recorded; the assertion message gives
-    the value, the threshold and the margin, so a failure says how far off it was.
+    the value, the threshold and the margin, so a failure says how far off it was. Like
+    :func:`glue`, it returns nothing.
     """
     if op not in _OPS:
         raise ValueError(f"op must be '>=' or '<=', got {op!r}")
@@ -83,4 +84,3 @@ def target(name: str, value, threshold: float, op: str = ">=") -> float:
     if math.isnan(value) or not _OPS[op](value, threshold):
         raise AssertionError(f"learning target {name!r} missed: {value:.4g} {op} {threshold:.4g} "
                              f"does not hold (margin {margin:+.4g})")
-    return value
