@@ -1,4 +1,5 @@
-"""Shared by the parity tests: copy a reference module's weights into ours."""
+"""Shared by the tests: copy a reference module's weights into ours; random queries, keys, values."""
+import torch
 from torch import nn
 
 
@@ -11,3 +12,13 @@ def copy_by_order(src: nn.Module, dst: nn.Module) -> None:
         assert target.shape == value.shape, (name, tuple(target.shape), tuple(value.shape))
         new[name] = value.clone()
     dst.load_state_dict(new)
+
+
+def random_qkv(shape, dtype=torch.float32, seed=0):
+    """Seeded q (lead, T, d), k (lead, S, d), v (lead, S, dv) for shape = (lead, T, S, d, dv)."""
+    lead, T, S, d, dv = shape
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(*lead, T, d, generator=g, dtype=dtype)
+    k = torch.randn(*lead, S, d, generator=g, dtype=dtype)
+    v = torch.randn(*lead, S, dv, generator=g, dtype=dtype)
+    return q, k, v

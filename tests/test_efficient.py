@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from _weights import random_qkv
 from attnlab import functional as AF
 from attnlab.efficient import (SeparableSelfAttention, attention_flops, linear_attention,
                                online_softmax_attention)
@@ -14,12 +15,7 @@ SHAPES = [((2,), 5, 12, 4, 6), ((2, 2), 12, 12, 8, 3)]  # (batch dims, T, S, d, 
 
 
 def make(shape, dtype=torch.float64, seed=0):
-    lead, T, S, d, dv = shape
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(*lead, T, d, generator=g, dtype=dtype)
-    k = torch.randn(*lead, S, d, generator=g, dtype=dtype)
-    v = torch.randn(*lead, S, dv, generator=g, dtype=dtype)
-    return q, k, v
+    return random_qkv(shape, dtype, seed)
 
 
 def bool_mask(shape, seed=1):

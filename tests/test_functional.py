@@ -5,6 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _weights import random_qkv
 from attnlab import functional as AF
 
 SHAPES = [  # (batch dims, T, S, d, dv)
@@ -16,12 +17,7 @@ SHAPES = [  # (batch dims, T, S, d, dv)
 
 
 def make(shape, dtype=torch.float32, seed=0):
-    lead, T, S, d, dv = shape
-    g = torch.Generator().manual_seed(seed)
-    q = torch.randn(*lead, T, d, generator=g, dtype=dtype)
-    k = torch.randn(*lead, S, d, generator=g, dtype=dtype)
-    v = torch.randn(*lead, S, dv, generator=g, dtype=dtype)
-    return q, k, v
+    return random_qkv(shape, dtype, seed)
 
 
 def random_bool_mask(shape, seed=1, p=0.3):
