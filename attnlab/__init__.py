@@ -18,6 +18,11 @@ One concept per module, each short enough to read beside its chapter. Mechanisms
   (:ref:`chap-efficient-attention`)
 - ``attnlab.rollout``: attention rollout and a tiny vision transformer with a [CLS] token
   (:ref:`chap-where-attention-looks`)
+- ``attnlab.glimpse``: a glimpse sensor, the recurrent attention model and its REINFORCE loss
+  (:ref:`chap-hard-attention`)
+- ``attnlab.practice``: residual attention, C2f, RA-CNN's proposal, crop and ranking loss,
+  decoupled mask loss, loss masking
+  (:ref:`chap-residual-attention`, :ref:`chap-dense-attention`, :ref:`chap-scale-attention`)
 - ``attnlab.checks``: the argument checks every mechanism shares
 
 Helpers (they import the mechanisms, never the reverse):

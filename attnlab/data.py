@@ -10,10 +10,11 @@ import math
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["regression_target", "kernel_regression_data", "reversal_task", "two_positions_task",
+__all__ = ["regression_target", "kernel_regression_data", "reversal_task", "two_positions_task", "overlapping_digits",
            "window_counts_task", "load_digit_images", "digit_split", "noisy_channel_digits",
-           "cluttered_digits", "marked_digits", "colour_match", "DATE_VOCAB", "DATE_FORMATS",
+           "cluttered_digits", "big_and_small_digits", "digit_captions", "CAPTION_WORDS", "marked_digits", "colour_match", "DATE_VOCAB", "DATE_FORMATS",
            "DateData", "dates", "date_tokens", "date_text", "matching_pairs", "majority_payload", "flash_video"]
 
 
@@ -218,7 +219,8 @@ def _paste_max(canvas: torch.Tensor, patch: torch.Tensor, row: torch.Tensor, col
 
 
 def cluttered_digits(n: int, canvas: int = 20, clutter: int = 4, fragment: int = 3,
-                     split: str = "train", seed: int | torch.Generator | None = 0):
+                     split: str = "train", seed: int | torch.Generator | None = 0, *,
+                     ink: bool = False):
     r"""One 8x8 digit at a random place on a ``canvas x canvas`` image, among clutter.
 
     The clutter is ``clutter`` random ``fragment x fragment`` pieces cut from other digits and
@@ -227,9 +229,11 @@ def cluttered_digits(n: int, canvas: int = 20, clutter: int = 4, fragment: int =
 
     Returns:
         ``x (n, 1, canvas, canvas)``, ``y (n,)`` and ``box (n, 2)``: the digit's top-left
-        ``(row, col)`` (it covers ``box + [0, 8)`` in each direction).
+        ``(row, col)`` (it covers ``box + [0, 8)`` in each direction). With ``ink=True``, also
+        ``(n, 1, canvas, canvas)`` booleans: the digit's own ink (its pixels above 0.3), the
+        target of a segmentation in which the fragments are background.
 
-    Taught in: :ref:`chap-spatial-attention`.
+    Taught in: :ref:`chap-spatial-attention`, :ref:`chap-dense-attention`.
     """
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
@@ -250,7 +254,134 @@ def cluttered_digits(n: int, canvas: int = 20, clutter: int = 4, fragment: int =
     i = pool[torch.randint(len(pool), (n,), generator=g)]
     box = torch.randint(0, canvas - 8 + 1, (n, 2), generator=g)
     _paste_max(x, images[i], box[:, 0], box[:, 1])
-    return x[:, None], labels[i], box
+    if not ink:
+        return x[:, None], labels[i], box
+    mask = torch.zeros(n, canvas, canvas, dtype=torch.bool)
+    _paste_max(mask, images[i] > 0.3, box[:, 0], box[:, 1])
+    return x[:, None], labels[i], box, mask[:, None]
+
+
+def overlapping_digits(n: int, canvas: int = 16, split: str = "train",
+                       seed: int | torch.Generator | None = 0):
+    r"""Two digits of different classes that overlap: an instance segmentation in miniature.
+
+    Digit A's top-left corner is drawn in ``[0, canvas - 12)``; digit B is 3 to 5 pixels away
+    from A in each direction (so their boxes overlap), kept on the canvas. Pixels combine by
+    maximum.
+
+    Returns:
+        ``x (n, 1, canvas, canvas)``; ``classes (n, 2)``, the classes of A and B (they differ);
+        ``masks (n, 2, canvas, canvas)``, each digit's own ink (its pixels above 0.3) as 0/1
+        floats, overlapping where both have ink; ``labels (n, canvas, canvas)``, one class per
+        pixel for a softmax over classes: 0 for background, ``1 + class`` of the brighter digit.
+
+    Taught in: :ref:`chap-dense-attention`.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    if not isinstance(canvas, int) or canvas < 13:
+        raise ValueError(f"canvas must be an int >= 13, got {canvas!r}")
+    images, labels = load_digit_images()
+    pool, g = _digit_pool(split), _generator(seed)
+    ia = pool[torch.randint(len(pool), (n,), generator=g)]
+    ib = pool[torch.randint(len(pool), (n,), generator=g)]
+    while (same := labels[ia] == labels[ib]).any():                    # B's class differs
+        ib[same] = pool[torch.randint(len(pool), (int(same.sum()),), generator=g)]
+    corner_a = torch.randint(0, canvas - 12, (n, 2), generator=g)
+    step = torch.randint(3, 6, (n, 2), generator=g) * (torch.randint(0, 2, (n, 2), generator=g) * 2 - 1)
+    corner_b = (corner_a + step).clamp(0, canvas - 8)
+    value = torch.zeros(2, n, canvas, canvas)                           # each digit on its own
+    for k, (idx, corner) in enumerate(((ia, corner_a), (ib, corner_b))):
+        _paste_max(value[k], images[idx], corner[:, 0], corner[:, 1])
+    masks = (value > 0.3).float().transpose(0, 1)                       # (n, 2, canvas, canvas)
+    pixel = torch.zeros(n, canvas, canvas, dtype=torch.long)
+    b_wins = value[1] > value[0]
+    pixel[masks[:, 0] > 0] = (1 + labels[ia])[:, None, None].expand_as(pixel)[masks[:, 0] > 0]
+    take_b = (masks[:, 1] > 0) & ((masks[:, 0] == 0) | b_wins)
+    pixel[take_b] = (1 + labels[ib])[:, None, None].expand_as(pixel)[take_b]
+    x = value.amax(0)[:, None]
+    return x, torch.stack([labels[ia], labels[ib]], 1), masks, pixel
+
+
+def big_and_small_digits(n: int, classes=(0, 1, 2, 3), split: str = "train",
+                         seed: int | torch.Generator | None = 0):
+    r"""A big and a small digit side by side on a 16x24 canvas, labelled at every ink pixel.
+
+    The big digit is an 8x8 digit enlarged twice (bilinear) to 16x16, filling the height, on
+    the left or the right (equally often); the small one is an 8x8 digit in the other 8
+    columns, at a random row. Only digits of ``classes`` are used; their position in
+    ``classes`` is the label.
+
+    Returns:
+        ``x (n, 1, 16, 24)``; ``labels (n, 16, 24)``, the class of the digit at every ink pixel
+        (above 0.3) and -1 elsewhere (no loss there); ``kind (n, 16, 24)``: 1 on the big digit's
+        ink, 2 on the small digit's, 0 elsewhere.
+
+    Taught in: :ref:`chap-scale-attention`.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    classes = torch.as_tensor(classes)
+    if classes.dim() != 1 or len(classes) < 2 or not ((0 <= classes) & (classes <= 9)).all():
+        raise ValueError(f"classes must be at least two digits in 0-9, got {classes.tolist()}")
+    images, labels = load_digit_images()
+    pool, g = _digit_pool(split), _generator(seed)
+    pool = pool[torch.isin(labels[pool], classes)]
+    index = torch.full((10,), -1, dtype=torch.long)
+    index[classes] = torch.arange(len(classes))
+    i_big, i_small = (pool[torch.randint(len(pool), (n,), generator=g)] for _ in range(2))
+    big_left = torch.rand(n, generator=g) < 0.5
+    row_small = torch.randint(0, 9, (n,), generator=g)
+    col_big, col_small = torch.where(big_left, 0, 8), torch.where(big_left, 16, 0)
+    big = F.interpolate(images[i_big][:, None], scale_factor=2, mode="bilinear")[:, 0]
+    small = images[i_small]
+    x = torch.zeros(n, 16, 24)
+    y, kind = torch.full((n, 16, 24), -1), torch.zeros(n, 16, 24, dtype=torch.long)
+    for code, patch, digit, row, col in ((1, big, i_big, torch.zeros_like(col_big), col_big),
+                                         (2, small, i_small, row_small, col_small)):
+        ink = patch > 0.3
+        _paste_max(x, patch, row, col)
+        _paste_max(y, torch.where(ink, index[labels[digit]][:, None, None], -1), row, col)
+        _paste_max(kind, ink.long() * code, row, col)
+    return x[:, None], y, kind
+
+
+CAPTION_WORDS = [str(d) for d in range(10)] + ["left-of", "above", "<bos>"]
+
+
+def digit_captions(n: int, split: str = "train", seed: int | torch.Generator | None = 0):
+    r"""Two digits on a 24x24 canvas and a three-word caption: ``"3 left-of 7"``, ``"5 above 1"``.
+
+    The digits are side by side or stacked (equally often). Along the caption's axis the first
+    digit starts at ``a`` in ``[0, 8]`` and the second at ``b`` in ``[a + 8, 16]``, so they never
+    overlap; across it they are offset by at most 4 pixels. The first word is the left (or top)
+    digit.
+
+    Returns:
+        ``x (n, 1, 24, 24)``; ``captions (n, 3)`` word indices into :data:`CAPTION_WORDS`
+        (digits are their own index, then ``left-of`` = 10, ``above`` = 11; ``<bos>`` = 12
+        starts decoding); ``boxes (n, 2, 2)`` the top-left ``(row, col)`` of the first and the
+        second digit.
+
+    Taught in: :ref:`chap-show-attend-tell`.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    images, labels = load_digit_images()
+    pool, g = _digit_pool(split), _generator(seed)
+    ia, ib = pool[torch.randint(len(pool), (2, n), generator=g)]
+    side = torch.rand(n, generator=g) < 0.5                             # "left-of", else "above"
+    a = torch.randint(9, (n,), generator=g)
+    b = a + 8 + (torch.rand(n, generator=g) * (9 - a)).long()
+    o1 = torch.randint(17, (n,), generator=g)
+    o2 = (o1 + torch.randint(-4, 5, (n,), generator=g)).clamp(0, 16)
+    rows = torch.stack([torch.where(side, o1, a), torch.where(side, o2, b)], 1)
+    cols = torch.stack([torch.where(side, a, o1), torch.where(side, b, o2)], 1)
+    x = torch.zeros(n, 24, 24)
+    _paste_max(x, images[ia], rows[:, 0], cols[:, 0])
+    _paste_max(x, images[ib], rows[:, 1], cols[:, 1])
+    words = torch.stack([labels[ia], torch.where(side, 10, 11), labels[ib]], 1)
+    return x[:, None], words, torch.stack([rows, cols], -1)
 
 
 def marked_digits(n: int, height: int = 32, width: int = 24, mark: int = 2,

@@ -113,3 +113,73 @@ def test_flash_video_marks_where_the_flashed_dot_ends():
     assert torch.equal(still[:, :3, 0], still[:, :3, -1])
     with pytest.raises(ValueError, match="n_dots"):
         data.flash_video(2, n_dots=4)
+
+
+def test_cluttered_digits_ink_is_the_digit_alone():
+    x, y, box = data.cluttered_digits(6, canvas=20, clutter=6, seed=3)
+    x2, y2, box2, ink = data.cluttered_digits(6, canvas=20, clutter=6, seed=3, ink=True)
+    assert torch.equal(x, x2) and torch.equal(y, y2) and torch.equal(box, box2)
+    assert ink.shape == x.shape and ink.dtype == torch.bool
+    images, labels = data.load_digit_images()
+    for k in range(6):
+        r, c = box[k].tolist()
+        inside = torch.zeros(20, 20, dtype=torch.bool)
+        inside[r:r + 8, c:c + 8] = True
+        assert not ink[k, 0][~inside].any()                 # no fragment is ink
+        assert (x[k, 0][ink[k, 0]] > 0.3).all()              # ink is bright on the canvas
+        assert ink[k, 0].sum() >= 8
+
+
+def test_overlapping_digits():
+    x, classes, masks, pixel = data.overlapping_digits(300, seed=1)
+    assert x.shape == (300, 1, 16, 16) and masks.shape == (300, 2, 16, 16)
+    assert (classes[:, 0] != classes[:, 1]).all()
+    both = (masks[:, 0] > 0) & (masks[:, 1] > 0)
+    assert both.any()                                        # they overlap
+    assert ((pixel > 0) == (masks.amax(1) > 0)).all()        # a class wherever there is ink
+    for k in (0, 1):                                         # each owns its ink outside overlap
+        alone = (masks[:, k] > 0) & (masks[:, 1 - k] == 0)
+        want = (1 + classes[:, k])[:, None, None].expand(-1, 16, 16)
+        assert torch.equal(pixel[alone], want[alone])
+    assert torch.equal(x, data.overlapping_digits(300, seed=1)[0])
+    assert not torch.equal(x[:10], data.overlapping_digits(10, split="test", seed=1)[0])
+    with pytest.raises(ValueError, match="canvas must be an int >= 13"):
+        data.overlapping_digits(2, canvas=12)
+
+
+def test_digit_captions():
+    x, words, boxes = data.digit_captions(400, seed=2)
+    assert x.shape == (400, 1, 24, 24) and words.shape == (400, 3) and boxes.shape == (400, 2, 2)
+    assert set(words[:, 1].tolist()) == {10, 11}
+    assert all(data.CAPTION_WORDS[w] in ("left-of", "above") for w in words[:, 1].tolist())
+    assert (words[:, [0, 2]] < 10).all()
+    side = words[:, 1] == 10
+    axis = torch.where(side, 1, 0)                           # the caption's axis: col or row
+    first = boxes[torch.arange(400), 0, axis]
+    second = boxes[torch.arange(400), 1, axis]
+    assert (second >= first + 8).all()                       # never overlap, first comes first
+    across = boxes[torch.arange(400), :, 1 - axis]
+    assert ((across[:, 0] - across[:, 1]).abs() <= 4).all()
+    assert (boxes >= 0).all() and (boxes <= 16).all()
+    images, labels = data.load_digit_images()
+    k = 0
+    r, c = boxes[k, 0].tolist()
+    assert (x[k, 0, r:r + 8, c:c + 8] >= 0).all() and x[k, 0, r:r + 8, c:c + 8].sum() > 1
+    assert torch.equal(x, data.digit_captions(400, seed=2)[0])
+
+
+def test_big_and_small_digits():
+    x, y, kind = data.big_and_small_digits(200, seed=4)
+    assert x.shape == (200, 1, 16, 24) and y.shape == kind.shape == (200, 16, 24)
+    assert set(y.unique().tolist()) <= {-1, 0, 1, 2, 3}
+    assert ((y >= 0) == (kind > 0)).all()                    # labels exactly on the ink
+    big, small = (kind == 1).sum((1, 2)).float(), (kind == 2).sum((1, 2)).float()
+    assert (big > 2 * small).float().mean() > 0.9             # the big digit has more ink
+    for k in range(20):                                       # one class per digit
+        for code in (1, 2):
+            assert len(y[k][kind[k] == code].unique()) == 1
+        cols = (kind[k] == 2).nonzero()[:, 1]
+        assert cols.min() >= 16 or cols.max() < 8             # small digit in its 8 columns
+    assert (x[:, 0][kind > 0] > 0.3).all()
+    with pytest.raises(ValueError, match="classes must be"):
+        data.big_and_small_digits(2, classes=(3,))
