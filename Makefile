@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test venv assets browser unit notebooks nbval-copies checks student robustness clean
+.PHONY: book test venv assets browser unit notebooks nbval-copies checks student grade robustness clean
 
 book: venv assets
 	$(BIN)/python tools/build_book.py
@@ -54,6 +54,14 @@ checks: venv
 # The student edition: copies of the notebooks without solution cells, in student/.
 student: venv
 	$(BIN)/python tools/student_edition.py notebooks student
+
+# Grade a class: make grade SUBMISSIONS=path/ (one folder per student, each with their notebooks)
+# writes grades/grades.csv and grades/grades.md; GRADE_TIMEOUT seconds per notebook (default 300).
+SUBMISSIONS ?=
+GRADE_TIMEOUT ?= 300
+grade: venv
+	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/submissions" && false)
+	$(BIN)/python tools/grade.py $(SUBMISSIONS) --out grades --timeout $(GRADE_TIMEOUT)
 
 # Every chapter over seeds 0-4 x {this machine's kernels, PyTorch's portable kernels}; writes
 # book/robustness_runs/<cpu>-cpu.jsonl, which the page "How robust are these numbers?" shows.

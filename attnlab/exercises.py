@@ -3,11 +3,18 @@ r"""Checkers for the numeric exercises: each returns a message that says what is
 A checker never just says True/False: it prints what it expected, what it got, and a hint. It
 returns a :class:`Feedback` (a string that also knows whether the answer passed), so a notebook
 can ``print`` it and a test can ``assert feedback.ok``.
+
+When the environment variable ``ATTNLAB_GRADE_LOG`` names a file (the grader,
+``tools/grade.py``, sets it), every checker also appends one JSON line to it: the checker's name,
+whether the answer passed, and the message.
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
 import numbers
+import os
 from collections.abc import Mapping
 
 import torch
@@ -589,3 +596,21 @@ def check_online_softmax_merge(fn) -> Feedback:
         return Feedback(False, "a / l does not give softmax attention.")  # pragma: no cover
     return Feedback(True, "m = max(m1, m2), l and a rescaled by exp(m_i - m): a / l is softmax "
                           "attention over all the keys, with no overflow and no NaN.")
+
+
+def _graded(check):
+    """Wrap a checker: its feedback is also appended to ``$ATTNLAB_GRADE_LOG`` when set."""
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        feedback = check(*args, **kwargs)
+        log = os.environ.get("ATTNLAB_GRADE_LOG")
+        if log:
+            with open(log, "a") as f:
+                f.write(json.dumps({"exercise": check.__name__, "ok": bool(feedback.ok),
+                                    "message": str(feedback)}) + "\n")
+        return feedback
+    return wrapper
+
+
+for _name in [n for n in __all__ if n.startswith("check_")]:
+    globals()[_name] = _graded(globals()[_name])
