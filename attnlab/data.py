@@ -12,10 +12,12 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["regression_target", "kernel_regression_data", "reversal_task", "two_positions_task", "overlapping_digits",
-           "window_counts_task", "load_digit_images", "digit_split", "noisy_channel_digits",
-           "cluttered_digits", "big_and_small_digits", "digit_captions", "CAPTION_WORDS", "marked_digits", "colour_match", "DATE_VOCAB", "DATE_FORMATS",
-           "DateData", "dates", "date_tokens", "date_text", "matching_pairs", "majority_payload", "flash_video"]
+__all__ = ["regression_target", "kernel_regression_data", "reversal_task",
+           "two_positions_task", "overlapping_digits", "window_counts_task",
+           "load_digit_images", "digit_split", "noisy_channel_digits", "cluttered_digits",
+           "big_and_small_digits", "digit_captions", "CAPTION_WORDS", "marked_digits",
+           "colour_match", "DATE_VOCAB", "DATE_FORMATS", "DateData", "dates", "date_tokens",
+           "date_text", "matching_pairs", "majority_payload", "flash_video"]
 
 
 def _generator(seed: int | torch.Generator | None) -> torch.Generator:
@@ -288,7 +290,8 @@ def overlapping_digits(n: int, canvas: int = 16, split: str = "train",
     while (same := labels[ia] == labels[ib]).any():                    # B's class differs
         ib[same] = pool[torch.randint(len(pool), (int(same.sum()),), generator=g)]
     corner_a = torch.randint(0, canvas - 12, (n, 2), generator=g)
-    step = torch.randint(3, 6, (n, 2), generator=g) * (torch.randint(0, 2, (n, 2), generator=g) * 2 - 1)
+    size = torch.randint(3, 6, (n, 2), generator=g)                    # drawn first
+    step = size * (torch.randint(0, 2, (n, 2), generator=g) * 2 - 1)
     corner_b = (corner_a + step).clamp(0, canvas - 8)
     value = torch.zeros(2, n, canvas, canvas)                           # each digit on its own
     for k, (idx, corner) in enumerate(((ia, corner_a), (ib, corner_b))):
