@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test venv assets browser unit notebooks nbval-copies checks student grade robustness clean
+.PHONY: book test venv assets browser unit notebooks nbval-copies checks student grade grade-demo robustness clean
 
 book: venv assets
 	$(BIN)/python tools/build_book.py
@@ -63,6 +63,11 @@ grade: venv
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/submissions" && false)
 	$(BIN)/python tools/grade.py $(SUBMISSIONS) --out grades --timeout $(GRADE_TIMEOUT)
 
+# The grader on the made-up class of its tests (tools/demo_class.py): grades-demo/grades.md.
+grade-demo: venv
+	rm -rf _grade_demo && $(BIN)/python tools/demo_class.py _grade_demo/submissions
+	$(BIN)/python tools/grade.py _grade_demo/submissions --out grades-demo --timeout 60
+
 # Every chapter over seeds 0-4 x {this machine's kernels, PyTorch's portable kernels}; writes
 # book/robustness_runs/<cpu>-cpu.jsonl, which the page "How robust are these numbers?" shows.
 # About 25 minutes on 2 cores. Options: make robustness ROBUSTNESS_ARGS="--seeds 0 1 --jobs 1".
@@ -70,4 +75,4 @@ robustness: venv
 	$(BIN)/python tools/robustness.py $(ROBUSTNESS_ARGS)
 
 clean:
-	rm -rf _build _nbval student
+	rm -rf _build _nbval student _grade_demo grades grades-demo

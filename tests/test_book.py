@@ -107,8 +107,8 @@ def test_setup_cell_is_the_same_in_every_notebook():
 def test_exercises_have_hidden_solutions(path):
     nb = read(path)
     text = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
-    exercises = re.findall(r"\{exercise\}\n:label: (\S+)", text)
-    assert len(exercises) >= 3, f"{len(exercises)} exercises, want at least 3"
+    exercises = re.findall(r"\{exercise\}[^\n]*\n:label: (\S+)", text)
+    assert len(exercises) >= 5, f"{len(exercises)} exercises, want at least 5"
     for label in exercises:
         start = re.search(r"\{solution(?:-start)?\} " + re.escape(label) + r"\n:class: dropdown", text)
         assert start, f"exercise {label} has no solution hidden in a dropdown"
@@ -117,6 +117,55 @@ def test_exercises_have_hidden_solutions(path):
             assert is_solution(cell), f"cell {i}: gated solution cells must be tagged `solution`"
             assert cell.source.lstrip().startswith("```{solution-"), \
                 f"cell {i}: a solution-start/-end cell holds the directive only (keep the exercise in its own cell)"
+
+
+LEVELS = ("Understand", "Derive", "Build")
+
+
+def _exercises(nb):
+    """(level, title, label, index of the exercise's cell) for every exercise of ``nb``."""
+    out = []
+    for i, cell in enumerate(nb.cells):
+        for m in re.finditer(r"\{exercise\} ?([^\n]*)\n:label: (\S+)", cell.source):
+            level, _, title = m.group(1).partition(": ")
+            out.append((level, title, m.group(2), i))
+    return out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_exercises_are_labelled_at_three_levels(path):
+    found = _exercises(read(path))
+    for level, title, label, _ in found:
+        assert level in LEVELS and title, \
+            f"{label}: the title must read 'Understand: ...', 'Derive: ...' or 'Build: ...'"
+    levels = [level for level, *_ in found]
+    assert "Derive" in levels and "Build" in levels, f"levels {levels}: want a derivation and a build task"
+    assert levels.count("Understand") >= 1
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_checked_exercises_have_a_stub_and_a_registered_checker(path):
+    """A build task, and every exercise with a checker, has a stub cell that calls its checker;
+    the stub is left for the student and says "Not done yet" until it is filled in."""
+    from attnlab.exercises import REGISTRY
+    nb = read(path)
+    for level, title, label, i in _exercises(nb):
+        if level != "Build" and label not in REGISTRY:
+            continue
+        assert label in REGISTRY, f"build task {label} has no checker registered under its label"
+        stub = nb.cells[i + 1]
+        assert "stub" in stub.metadata.get("tags", []) and stub.cell_type == "code", \
+            f"{label}: the cell after the exercise must be a code cell tagged `stub`"
+        name = REGISTRY[label].__name__
+        assert re.search(rf"\b{name}\(", stub.source), f"{label}: the stub must call {name}"
+        assert "raise NotImplementedError" in stub.source or re.search(r"= \.\.\.", stub.source), \
+            f"{label}: the stub must leave the work undone (raise NotImplementedError or `= ...`)"
+
+
+def test_every_checker_belongs_to_an_exercise():
+    from attnlab.exercises import REGISTRY
+    labels = {label for p in NOTEBOOKS for *_, label, _ in _exercises(read(p))}
+    assert set(REGISTRY) <= labels, sorted(set(REGISTRY) - labels)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -188,3 +237,23 @@ def test_no_downloads_in_notebooks_or_library():
     for path in [*NOTEBOOKS, *(ROOT / "attnlab").glob("*.py")]:
         text = path.read_text()
         assert not banned.search(text), f"{path.name} downloads something: {banned.search(text).group(0)}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_build_stubs_run_alone_and_say_not_done_yet(path, capsys):
+    """The stub of a build task is self-contained: run on its own, unfilled, it reports
+    "Not done yet" (this is what a student sees, and what the grader records)."""
+    import torch
+    for level, _, label, i in _exercises(read(path)):
+        if level == "Build":
+            exec(compile(read(path).cells[i + 1].source, label, "exec"), {"torch": torch})
+            out = capsys.readouterr().out
+            assert out.startswith("Not done yet."), f"{label}: the unfilled stub printed {out!r}"
+
+
+def test_every_attnlab_package_is_installed():
+    """`pip install .` (the notebooks' setup cell, Colab) ships every (sub)package of attnlab."""
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "attnlab").rglob("__init__.py")}
+    assert found == listed, f"pyproject.toml lists {sorted(listed)}, the tree has {sorted(found)}"

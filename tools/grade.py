@@ -14,11 +14,15 @@ student edition, worked on). Every notebook runs on its own, one after the other
   notebook still runs in its own folder under the time limit, and the report says the
   isolation was missing.
 
-Each checker of :mod:`attnlab.exercises` that a notebook calls appends its verdict to a log
-(``ATTNLAB_GRADE_LOG``). The grader writes ``OUT/grades.csv`` and ``OUT/grades.md``: one row per
-(student, notebook, exercise) with ``passed``, the checker's message and the notebook's time,
-plus a row per notebook (exercise ``(notebook)``) that says whether it ran, crashed in which
-cell, or ran out of time.
+Each checker of :mod:`attnlab.exercises` that a notebook calls appends the student's *answer* to a
+log (``ATTNLAB_GRADE_LOG``): numbers and tensors as they are, a function as what it returned to the
+checker. After the run the grader, in its own process, runs the registered checker again on that
+answer (:func:`attnlab.exercises.regrade`) and reports its own verdict, so a verdict typed into
+the log does not count. It writes ``OUT/grades.csv`` and ``OUT/grades.md``: one row per
+(student, notebook, exercise) with ``passed``, the checker's message and the notebook's time; a
+row "not attempted" for each exercise of the notebook that has a checker but was never checked;
+and a row per notebook (exercise ``(notebook)``) that says whether it ran, crashed in which cell,
+or ran out of time.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -36,6 +41,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from attnlab.exercises import REGISTRY, regrade  # noqa: E402
 FIELDS = ["student", "notebook", "exercise", "passed", "message", "seconds"]
 
 
@@ -129,13 +136,46 @@ def grade(submissions: Path, out: Path, timeout: float) -> list[dict]:
                        "crashed": "crashed: ", "timeout": "did not finish: "}[outcome["status"]]
             rows.append({**base, "exercise": "(notebook)", "passed": ran,
                          "message": message + outcome.get("detail", "")})
-            rows += [{**base, "exercise": r["exercise"], "passed": r["ok"],
-                      "message": r["message"]} for r in records]
+            checked = [{**base, **verdict(r)} for r in records]
+            seen = {r["exercise"] for r in checked}
+            checked += [{**base, "exercise": label, "passed": False,
+                         "message": "not attempted: the checker was never called"}
+                        for label in exercises_of(notebook) if label not in seen]
+            rows += checked
             print(f"{student.name}/{notebook.name}: {outcome['status']}, "
-                  f"{sum(r['ok'] for r in records)}/{len(records)} checks passed, "
+                  f"{sum(r['passed'] for r in checked)}/{len(checked)} exercises passed, "
                   f"{seconds:.1f} s", flush=True)
     write_tables(rows, out, sandbox, timeout)
     return rows
+
+
+def exercises_of(notebook: Path) -> list[str]:
+    """Labels of the checked exercises of ``notebook``: those of the book's chapter of the same
+    name (so that deleting an exercise does not hide it), else those found in the notebook."""
+    book = ROOT / "notebooks" / notebook.name
+    try:
+        text = (book if book.exists() else notebook).read_text()
+    except (OSError, UnicodeDecodeError):
+        return []
+    labels = re.findall(r":label: (ex-[\w-]+)", text)
+    return [label for label in dict.fromkeys(labels) if label in REGISTRY]
+
+
+def verdict(record: dict) -> dict:
+    """The grader's own verdict on one logged answer (the notebook's is not trusted)."""
+    label = str(record.get("exercise", "?"))
+    if label not in REGISTRY:
+        return {"exercise": label, "passed": False,
+                "message": "unknown exercise: " + str(record.get("message", ""))[:500]}
+    try:
+        feedback = regrade(record)
+    except Exception as e:  # noqa: BLE001 - a damaged or forged record
+        return {"exercise": label, "passed": False,
+                "message": f"the logged answer could not be re-checked ({type(e).__name__})"}
+    message = str(feedback)
+    if bool(record.get("ok")) != feedback.ok:
+        message += " (the notebook printed a different verdict)"
+    return {"exercise": label, "passed": feedback.ok, "message": message}
 
 
 def write_tables(rows: list[dict], out: Path, sandbox: bool, timeout: float) -> None:

@@ -2,7 +2,9 @@
 
 A solution cell is any cell tagged ``solution`` (the gated ``solution-start`` markdown, the
 solution's code and the ``solution-end`` markdown). The exercises themselves stay, followed by an
-empty code cell to work in. Outputs are stripped.
+empty code cell to work in, unless the exercise already has a ``stub`` cell (a function that
+raises ``NotImplementedError`` or an answer left as ``...``, and its checker): students work in
+the stub, and the checker says "Not done yet" until they do. Outputs are stripped.
 
     python tools/student_edition.py notebooks student
 """
@@ -21,13 +23,18 @@ def is_solution(cell) -> bool:
     return TAG in cell.get("metadata", {}).get("tags", [])
 
 
+def is_stub(cell) -> bool:
+    return "stub" in cell.get("metadata", {}).get("tags", [])
+
+
 def student_copy(nb):
-    """Return ``nb`` without solution cells; a blank code cell replaces each removed solution."""
+    """Return ``nb`` without solution cells; a blank code cell replaces each removed solution
+    that has no stub cell before it."""
     cells, removed, previous_was_solution = [], 0, False
     for cell in nb.cells:
         if is_solution(cell):
             removed += 1
-            if not previous_was_solution:
+            if not previous_was_solution and not (cells and is_stub(cells[-1])):
                 cells.append(nbformat.v4.new_code_cell("# Your solution here\n"))
             previous_was_solution = True
             continue

@@ -1,0 +1,30 @@
+r"""Checkers for the exercises: each one says what is right or wrong, never just True or False.
+
+A checker returns a :class:`Feedback`, a string that also knows whether the answer passed
+(``.ok``) and whether it was tried at all (``.done``), so a notebook can ``print`` it and a test
+can ``assert feedback.ok``. There are two kinds:
+
+* **numeric** checkers take a number, a dict of numbers or a formula ``f(...)`` and compare it with
+  what the library's own modules give, naming the usual mistakes;
+* **build** checkers take the learner's function, run it beside the library's reference (with the
+  same weights) on random shapes, masks and edge cases, and report the first case that differs:
+  which output, which shape, how far off, and which known mistake it looks like.
+
+An answer still left as ``...``, or a stub that still raises :class:`NotImplementedError`, gets
+"Not done yet". Checkers live in one module per chapter (``ch01`` ... ``ch15``) and are all
+importable from here; :data:`REGISTRY` maps each exercise label to its checker. When the grader
+sets ``$ATTNLAB_GRADE_LOG`` every call also logs its answer, and :func:`regrade` re-checks it
+outside the notebook (see ``tools/grade.py``).
+"""
+from __future__ import annotations
+
+import importlib
+
+from ._core import REGISTRY, Feedback, check_build, not_done, regrade
+
+__all__ = ["Feedback", "regrade", "check_build", "not_done"]
+for _n in range(1, 16):
+    _module = importlib.import_module(f".ch{_n:02d}", __name__)
+    for _name in _module.__all__:
+        globals()[_name] = getattr(_module, _name)
+        __all__.append(_name)
