@@ -186,3 +186,20 @@ def test_front_page_has_no_network_requests(browser):
     assert "Attention" in page.title()
     assert refused == [], f"the page asked the network for {refused}"
     page.context.close()
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_solution_passes_its_checker_and_every_stub_waits(chapter):
+    """In the built page each checked exercise shows its unfilled stub ("Not done yet.") and a
+    solution whose checker says "Correct!"; no checker output anywhere says "Not yet."."""
+    import re
+
+    import nbformat
+    from attnlab.exercises import REGISTRY
+
+    text = "\n".join(c.source for c in nbformat.read(ROOT / "notebooks" / f"{chapter}.ipynb", 4).cells)
+    checked = [label for label in re.findall(r"\{exercise\}[^\n]*\n:label: (\S+)", text) if label in REGISTRY]
+    page = (HTML / "notebooks" / f"{chapter}.html").read_text()
+    assert "Not yet. " not in page, "a solution's checker printed 'Not yet.'"
+    assert page.count("Not done yet. ") == len(checked), checked
+    assert page.count("Correct! ") >= len(checked), checked

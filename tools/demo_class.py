@@ -89,7 +89,7 @@ def _notebook(path: Path, cells: list) -> None:
 def make_class(dest: Path, canary: Path | None = None) -> Path:
     """Write the made-up class into ``dest``; returns the canary file ``mallory`` tries to
     delete (``canary`` or ``dest/../canary.txt``)."""
-    dest = Path(dest)
+    dest = Path(dest).resolve()
     name = f"{CHAPTER}.ipynb"
     right = RIGHT.format(scale_bug="", factor="1 / (4 * 256 ** 0.5)")
     wrong = RIGHT.format(scale_bug=" * q.shape[-1] ** 0.5", factor="1 / 256 ** 0.5")
