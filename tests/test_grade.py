@@ -1,8 +1,8 @@
 """The grader (tools/grade.py) on the made-up class of tools/demo_class.py.
 
-Seven students hand in chapter 2's checked exercises: right, wrong, raising before the answers,
-never stopping, untouched stubs, no answers at all, and a forged verdict with an attempt to read
-another student's work, reach the network and delete a file.
+Eight students hand in chapter 2's checked exercises: right, wrong, raising before the answers,
+never stopping, killing its kernel, untouched stubs, no answers at all, and a forged verdict with
+an attempt to read another student's work, reach the network and delete a file.
 """
 import csv
 import importlib.util
@@ -66,6 +66,13 @@ def test_a_notebook_that_never_stops_is_stopped(graded):
         {"not attempted: the checker was never called"}
 
 
+def test_a_notebook_that_kills_its_kernel_is_reported_and_graded_on(graded):
+    oscar = rows_of(graded[0], "oscar")
+    assert not oscar["(notebook)"]["passed"]
+    assert oscar["(notebook)"]["message"].startswith("crashed: ")
+    assert oscar[SCALE]["passed"] and oscar[BUILD]["passed"]   # answered before the crash
+
+
 def test_untouched_stubs_are_not_done_and_missing_answers_not_attempted(graded):
     erin, frank = rows_of(graded[0], "erin"), rows_of(graded[0], "frank")
     assert erin["(notebook)"]["passed"]                        # the student edition runs
@@ -101,7 +108,7 @@ def test_tables(graded):
     assert [(r["student"], r["exercise"]) for r in table] == \
         [(r["student"], r["exercise"]) for r in rows]
     assert list(table[0]) == grade.FIELDS
-    assert len({r["student"] for r in table}) == 7
+    assert len({r["student"] for r in table}) == 8
     md = (out / "grades.md").read_text()
     assert md.count("\n| ") == len(rows) + 1             # the header and one line per row
     assert "| dave | 02_self_attention | (notebook) | no | did not finish: stopped after the time limit of 60 s" in md

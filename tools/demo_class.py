@@ -8,6 +8,7 @@ The students cover what a real class hands in:
 * ``bob`` answers both wrong (the unscaled factor; attention without the 1/sqrt(d) scale);
 * ``carol`` has a cell that raises before her (right) answers;
 * ``dave`` has a cell that never stops;
+* ``oscar`` answers, then kills his own kernel;
 * ``erin`` hands in the student edition's exercise cells untouched: "Not done yet";
 * ``frank`` never calls a checker: every checked exercise is "not attempted";
 * ``mallory`` writes a false "passed" into the grade log, and tries to read another student's
@@ -97,6 +98,7 @@ def make_class(dest: Path, canary: Path | None = None) -> Path:
     _notebook(dest / "bob" / name, [wrong])
     _notebook(dest / "carol" / name, ["raise ValueError('my weights are not ready')", right])
     _notebook(dest / "dave" / name, ["while True:\n    pass", right])
+    _notebook(dest / "oscar" / name, [right, "import os\nos._exit(3)", "print('never runs')"])
     _notebook(dest / "erin" / name, _exercise_cells(with_stubs=True))
     _notebook(dest / "frank" / name, _exercise_cells(with_stubs=False))
     canary = Path(canary or dest.parent / "canary.txt")
