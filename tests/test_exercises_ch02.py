@@ -51,3 +51,9 @@ def test_shapes_and_stubs():
     assert not check_sdpa(lambda *a: None).done
     raised = check_sdpa(lambda *a: 1 / 0)
     assert wrong(raised, "ZeroDivisionError")
+
+
+def test_a_lower_precision_answer_is_told_to_keep_the_dtype():
+    feedback = check_sdpa(lambda q, k, v, m=None, c=False: attention(q.bfloat16(), k.bfloat16(), v.bfloat16(),
+                                                                      m, c))
+    assert wrong(feedback, "is bfloat16 but the inputs are float64", "rounding")

@@ -171,6 +171,7 @@ def check_build(fn, cases: Iterable, *, what: str, atol: float = 1e-6,
             if tuple(h.shape) != tuple(w.shape):
                 return Feedback(False, f"{name}: expected shape {tuple(w.shape)}, got "
                                        f"{tuple(h.shape)} ({case}).")
+            dtype = h.dtype
             h = h.detach().to(w.dtype)
             if not torch.isfinite(h[torch.isfinite(w)]).all():
                 return Feedback(False, f"{name} has NaN or inf where the reference is finite "
@@ -178,6 +179,10 @@ def check_build(fn, cases: Iterable, *, what: str, atol: float = 1e-6,
             diff = (h - w).abs().nan_to_num(0.0)
             if diff.numel() and diff.max().item() > atol:
                 hint = _match_mistake(got, args, mistakes, atol)
+                if not hint and dtype != w.dtype and diff.max().item() <= 0.05 * (
+                        1 + w.abs().max().item()):
+                    hint = (f"Your {name} is {str(dtype)[6:]} but the inputs are "
+                            f"{str(w.dtype)[6:]}: keep their dtype (the difference is rounding).")
                 return Feedback(False, f"{name} is off by up to {diff.max().item():.3g}"
                                        f"{_where(diff)} (tolerance {atol:g}; {case}). "
                                        + (hint or ""))
