@@ -253,8 +253,8 @@ def encode(x):
         return {"__tensor__": x.detach().cpu().tolist(), "dtype": str(x.dtype).split(".")[-1]}
     if isinstance(x, numbers.Real):
         return float(x)
-    if hasattr(x, "__array__") and not callable(x):
-        return encode(torch.as_tensor(x))
+    if hasattr(x, "__array__") and not callable(x):                    # numpy stays numpy
+        return {"__ndarray__": encode(torch.as_tensor(x))}
     if isinstance(x, tuple):
         return {"__tuple__": [encode(v) for v in x]}
     if isinstance(x, list):
@@ -273,6 +273,8 @@ def decode(x):
         return [decode(v) for v in x]
     if not isinstance(x, dict):
         return x
+    if "__ndarray__" in x:
+        return decode(x["__ndarray__"]).numpy()
     if "__tensor__" in x:
         return torch.tensor(x["__tensor__"], dtype=getattr(torch, x["dtype"]))
     if "__tuple__" in x:
