@@ -57,3 +57,12 @@ def test_a_lower_precision_answer_is_told_to_keep_the_dtype():
     feedback = check_sdpa(lambda q, k, v, m=None, c=False: attention(q.bfloat16(), k.bfloat16(), v.bfloat16(),
                                                                       m, c))
     assert wrong(feedback, "is bfloat16 but the inputs are float64", "rounding")
+
+
+def test_an_error_of_the_learners_own_kind_is_named_the_same_when_regraded():
+    class ShapeTrouble(Exception):
+        pass
+
+    def raises(*args):
+        raise ShapeTrouble("heads do not divide the width")
+    assert wrong(check_sdpa(raises), "ShapeTrouble: heads do not divide the width")

@@ -235,7 +235,7 @@ class _Replay:
         if "raised" in call:
             kind = getattr(builtins, call["raised"], None)
             if not (isinstance(kind, type) and issubclass(kind, Exception)):
-                kind = RuntimeError
+                kind = type(call["raised"], (RuntimeError,), {})  # same name, as reported
             self.not_implemented |= kind is NotImplementedError
             raise kind(call["message"])
         return decode(call["result"])
