@@ -124,6 +124,26 @@ def check_number(answer, expected: float, *, name: str, wrong=(), rel: float = 1
                     + (found or hint))
 
 
+def formula_values(answer, points, names) -> dict | Feedback:
+    """``{point: answer(*point)}`` as floats for a learner's formula, or a Feedback naming the
+    point where it raised or returned something that is not a number."""
+    got = {}
+    for point in points:
+        args = ", ".join(f"{n}={v}" for n, v in zip(names, point))
+        try:
+            v = answer(*point)
+        except Exception as e:  # noqa: BLE001 - the learner's code: report it
+            return Feedback(False, f"your formula raised {type(e).__name__}: {e} for {args}. It "
+                                   f"should take ({', '.join(names)}) and return a number.")
+        if v is ...:
+            return not_done(f"Your formula still returns `...` for {args}: fill it in.")
+        v = as_number(v, f"f({args})")
+        if isinstance(v, Feedback):
+            return v
+        got[point] = v
+    return got
+
+
 # --- build tasks -----------------------------------------------------------------------------
 
 def _where(diff: torch.Tensor) -> str:

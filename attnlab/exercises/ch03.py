@@ -7,7 +7,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from ._core import Feedback, as_counts, as_number, check_build, checker, diagnose, fmt
+from ._core import (Feedback, as_counts, check_build, checker, diagnose, fmt,
+                    formula_values)
 
 __all__ = ['check_mha_params', 'check_mha']
 
@@ -32,17 +33,10 @@ def check_mha_params(answer, embed_dim: int = 512) -> Feedback:
     :func:`attnlab.utils.count_parameters` on :class:`attnlab.attention.MultiHeadAttention`.
     """
     if callable(answer):
-        cases, got = [(D, h) for D in (16, 64, 512) for h in _HEADS], {}
-        for D, h in cases:
-            try:
-                v = answer(D, h)
-            except Exception as e:  # noqa: BLE001 - the learner's code: report, do not crash
-                return Feedback(False, f"your formula raised {type(e).__name__}: {e} for D={D}, "
-                                       f"h={h}. It should take (D, h) and return a number.")
-            v = as_number(v, f"f({D}, {h})")
-            if isinstance(v, Feedback):
-                return v
-            got[(D, h)] = v
+        cases = [(D, h) for D in (16, 64, 512) for h in _HEADS]
+        got = formula_values(answer, cases, ("D", "h"))
+        if isinstance(got, Feedback):
+            return got
     elif isinstance(answer, Mapping):
         counts = as_counts(answer, "answer", _HEADS, "h")
         if isinstance(counts, Feedback):

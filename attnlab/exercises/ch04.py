@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import torch
 
-from ._core import Feedback, as_counts, as_number, check_build, checker, diagnose, fmt
+from ._core import (Feedback, as_counts, check_build, checker, diagnose, fmt,
+                    formula_values)
 
 __all__ = ['check_se_count', 'check_eca_kernel', 'check_se_block']
 
@@ -31,17 +32,9 @@ def check_se_count(answer, channels: int = 256) -> Feedback:
     """
     if callable(answer):
         cases = [(c, r) for c in (64, 256, 512) for r in _SE_REDUCTIONS]
-        got = {}
-        for c, r in cases:
-            try:
-                v = answer(c, r)
-            except Exception as e:  # noqa: BLE001 - the learner's code; report, do not crash
-                return Feedback(False, f"your formula raised {type(e).__name__}: {e} for C={c}, "
-                                       f"r={r}. It should take (C, r) and return a number.")
-            v = as_number(v, f"f({c}, {r})")
-            if isinstance(v, Feedback):
-                return v
-            got[(c, r)] = v
+        got = formula_values(answer, cases, ("C", "r"))
+        if isinstance(got, Feedback):
+            return got
     elif isinstance(answer, Mapping):
         counts = as_counts(answer, "answer", _SE_REDUCTIONS, "r")
         if isinstance(counts, Feedback):
@@ -120,17 +113,11 @@ def check_eca_kernel(answer) -> Feedback:
     """
     from attnlab.channel import eca_kernel_size
     if callable(answer):
-        widths, got = _ECA_FORMULA_C, {}
-        for c in widths:
-            try:
-                v = answer(c)
-            except Exception as e:  # noqa: BLE001 - the learner's code: report, do not crash
-                return Feedback(False, f"your formula raised {type(e).__name__}: {e} for C={c}. "
-                                       "It should take C and return k.")
-            v = as_number(v, f"f({c})")
-            if isinstance(v, Feedback):
-                return v
-            got[c] = v
+        widths = _ECA_FORMULA_C
+        got = formula_values(answer, [(c,) for c in widths], ("C",))
+        if isinstance(got, Feedback):
+            return got
+        got = {c: got[(c,)] for c in widths}
     elif isinstance(answer, Mapping):
         widths = _ECA_DICT_C
         got = as_counts(answer, "answer", widths, "C")

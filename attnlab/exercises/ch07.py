@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ._core import Feedback, as_number, check_build, checker, diagnose, fmt
+from ._core import Feedback, as_number, check_build, checker, diagnose, fmt, formula_values
 
 __all__ = ['check_video_axial_cost', 'check_cost_memory', 'check_row_attention']
 
@@ -35,16 +35,11 @@ def check_video_axial_cost(scores=None, exponent=None) -> Feedback:
         if not callable(scores):
             return Feedback(False, "scores should be a function f(F, H, W) that returns a "
                                    f"count, got {type(scores).__name__}.")
+        values = formula_values(scores, _VIDEO_SIZES, ("F", "H", "W"))
+        if isinstance(values, Feedback):
+            return values
         for F_, H_, W_ in _VIDEO_SIZES:
-            try:
-                v = scores(F_, H_, W_)
-            except Exception as e:  # noqa: BLE001 - the learner's code; report, do not crash
-                return Feedback(False, f"your formula raised {type(e).__name__}: {e} for F={F_}, "
-                                       f"H={H_}, W={W_}. It should take (F, H, W) and return a "
-                                       "number.")
-            v = as_number(v, f"scores({F_}, {H_}, {W_})")
-            if isinstance(v, Feedback):
-                return v
+            v = values[(F_, H_, W_)]
             n = F_ * H_ * W_
             expected = n * (F_ + H_ + W_)
             hint = diagnose(v, expected, [

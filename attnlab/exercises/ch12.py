@@ -7,28 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from ._core import (Feedback, as_counts, as_number, check_build, checker, diagnose, fmt,
-                    not_done)
+                    formula_values)
 
 __all__ = ['check_resatt_gradient', 'check_c2f_params', 'check_c2f']
-
-
-def _formula_values(answer, points, names):
-    """``{point: answer(*point)}`` as floats, or a Feedback naming the point that failed."""
-    got = {}
-    for point in points:
-        args = ", ".join(f"{n}={v}" for n, v in zip(names, point))
-        try:
-            v = answer(*point)
-        except Exception as e:  # noqa: BLE001 - the learner's code: report it
-            return Feedback(False, f"your formula raised {type(e).__name__}: {e} for {args}. It "
-                                   f"should take ({', '.join(names)}) and return a number.")
-        if v is ...:
-            return not_done(f"Your formula still returns `...` for {args}: fill it in.")
-        v = as_number(v, f"f({args})")
-        if isinstance(v, Feedback):
-            return v
-        got[point] = v
-    return got
 
 
 # --- Derive: the gradient through a stack of constant gates ------------------------------------
@@ -54,7 +35,7 @@ def check_resatt_gradient(answer) -> Feedback:
     points = [(0.5, 4)] if not callable(answer) else \
         [(m, k) for m in (0.5, 0.25, 0.9) for k in (1, 2, 4, 6)]
     if callable(answer):
-        got = _formula_values(answer, points, ("m", "k"))
+        got = formula_values(answer, points, ("m", "k"))
         if isinstance(got, Feedback):
             return got
     else:
@@ -104,7 +85,7 @@ def check_c2f_params(answer, channels: int = 16) -> Feedback:
     """
     ns = (1, 2, 3)
     if callable(answer):
-        got = _formula_values(answer, [(c, n) for c in (8, 16, 32, 64) for n in ns], ("c", "n"))
+        got = formula_values(answer, [(c, n) for c in (8, 16, 32, 64) for n in ns], ("c", "n"))
     elif isinstance(answer, Mapping):
         counts = as_counts(answer, "answer", ns, "n")
         got = counts if isinstance(counts, Feedback) else \
