@@ -144,6 +144,20 @@ def formula_values(answer, points, names) -> dict | Feedback:
     return got
 
 
+def formula_or_counts(answer, points, names, keys, fixed) -> dict | Feedback:
+    """A count asked for as a formula or a table: ``{point: value}``, from a formula
+    ``f(*point)`` evaluated at ``points`` or from a dict ``{key: count}`` for the points
+    ``(fixed, key)``; else a Feedback."""
+    if callable(answer):
+        return formula_values(answer, points, names)
+    if isinstance(answer, Mapping):
+        counts = as_counts(answer, "answer", keys, names[-1])
+        return counts if isinstance(counts, Feedback) else {(fixed, k): counts[k] for k in keys}
+    return Feedback(False, f"answer should be a formula f({', '.join(names)}) (a function) or a "
+                           f"dict {{{names[-1]}: count}} for {names[0]} = {fixed}, got "
+                           f"{type(answer).__name__}.")
+
+
 # --- build tasks -----------------------------------------------------------------------------
 
 def _where(diff: torch.Tensor) -> str:

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-from ._core import (Feedback, as_counts, check_build, checker, diagnose, fmt,
-                    formula_values)
+from ._core import Feedback, check_build, checker, diagnose, fmt, formula_or_counts
 
 __all__ = ['check_mha_params', 'check_mha']
 
@@ -32,21 +30,11 @@ def check_mha_params(answer, embed_dim: int = 512) -> Feedback:
     dict ``{h: count}`` for ``D = embed_dim`` (default 512). Expected values come from
     :func:`attnlab.utils.count_parameters` on :class:`attnlab.attention.MultiHeadAttention`.
     """
-    if callable(answer):
-        cases = [(D, h) for D in (16, 64, 512) for h in _HEADS]
-        got = formula_values(answer, cases, ("D", "h"))
-        if isinstance(got, Feedback):
-            return got
-    elif isinstance(answer, Mapping):
-        counts = as_counts(answer, "answer", _HEADS, "h")
-        if isinstance(counts, Feedback):
-            return counts
-        cases = [(embed_dim, h) for h in _HEADS]
-        got = {(embed_dim, h): counts[h] for h in _HEADS}
-    else:
-        return Feedback(False, "answer should be a formula f(D, h) (a function) or a dict "
-                               f"{{h: count}} for D = {embed_dim}, got {type(answer).__name__}.")
-    for D, h in cases:
+    got = formula_or_counts(answer, [(D, h) for D in (16, 64, 512) for h in _HEADS],
+                            ("D", "h"), _HEADS, embed_dim)
+    if isinstance(got, Feedback):
+        return got
+    for D, h in got:
         expected, d = _mha_params(D, h), D // h
         hint = diagnose(got[(D, h)], expected, [
             (4 * D * D, "you counted the weights only: each of the four projections also has a "
@@ -69,7 +57,7 @@ def check_mha_params(answer, embed_dim: int = 512) -> Feedback:
                                    f"{fmt(got[(D, h)])}. " + (hint or "Count W^Q, W^K, W^V "
                                                              "and W^O (D x D each) and their "
                                                              "biases (D each)."))
-    return Feedback(True, f"4D^2 + 4D matches MultiHeadAttention for all {len(cases)} cases "
+    return Feedback(True, f"4D^2 + 4D matches MultiHeadAttention for all {len(got)} cases "
                           f"(D = 512: {_mha_params(512, 1):,} for every h). The number of heads "
                           "changes how the D x D matrices are cut, not their size.")
 

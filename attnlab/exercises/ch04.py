@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 
 from ._core import (Feedback, as_counts, check_build, checker, diagnose, fmt,
-                    formula_values)
+                    formula_or_counts, formula_values)
 
 __all__ = ['check_se_count', 'check_eca_kernel', 'check_se_block']
 
@@ -30,21 +30,11 @@ def check_se_count(answer, channels: int = 256) -> Feedback:
     16, 32. Expected values come from :func:`attnlab.utils.count_parameters` on
     :class:`attnlab.channel.SqueezeExcite`, never from a typed-in table.
     """
-    if callable(answer):
-        cases = [(c, r) for c in (64, 256, 512) for r in _SE_REDUCTIONS]
-        got = formula_values(answer, cases, ("C", "r"))
-        if isinstance(got, Feedback):
-            return got
-    elif isinstance(answer, Mapping):
-        counts = as_counts(answer, "answer", _SE_REDUCTIONS, "r")
-        if isinstance(counts, Feedback):
-            return counts
-        cases = [(channels, r) for r in _SE_REDUCTIONS]
-        got = {(channels, r): counts[r] for r in _SE_REDUCTIONS}
-    else:
-        return Feedback(False, "answer should be a formula f(C, r) (a function) or a dict "
-                               f"{{r: count}} for C = {channels}, got {type(answer).__name__}.")
-    for c, r in cases:
+    got = formula_or_counts(answer, [(c, r) for c in (64, 256, 512) for r in _SE_REDUCTIONS],
+                            ("C", "r"), _SE_REDUCTIONS, channels)
+    if isinstance(got, Feedback):
+        return got
+    for c, r in got:
         expected = _se_params(c, r)
         h = c // r
         hint = diagnose(got[(c, r)], expected, [
@@ -64,7 +54,7 @@ def check_se_count(answer, channels: int = 256) -> Feedback:
                                    + (hint or "Count W1 (C/r x C), b1 (C/r), W2 (C x C/r) and "
                                               "b2 (C)."))
     total = sum(n * _se_params(c, 16) for c, n in [(256, 3), (512, 4), (1024, 6), (2048, 3)])
-    return Feedback(True, f"2C^2/r + C/r + C matches SqueezeExcite for all {len(cases)} cases "
+    return Feedback(True, f"2C^2/r + C/r + C matches SqueezeExcite for all {len(got)} cases "
                           f"(C = 256, r = 16: {_se_params(256, 16):,}). Over ResNet-50's 16 "
                           f"bottleneck blocks at r = 16 that is {total:,} extra parameters.")
 

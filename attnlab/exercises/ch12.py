@@ -1,13 +1,11 @@
 """Checkers for Chapter 12, residual attention and C2f."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 import torch.nn.functional as F
 
-from ._core import (Feedback, as_counts, as_number, check_build, checker, diagnose, fmt,
-                    formula_values)
+from ._core import (Feedback, as_number, check_build, checker, diagnose, fmt,
+                    formula_or_counts, formula_values)
 
 __all__ = ['check_resatt_gradient', 'check_c2f_params', 'check_c2f']
 
@@ -84,15 +82,8 @@ def check_c2f_params(answer, channels: int = 16) -> Feedback:
     from :func:`attnlab.utils.count_parameters` on :class:`attnlab.practice.C2f`.
     """
     ns = (1, 2, 3)
-    if callable(answer):
-        got = formula_values(answer, [(c, n) for c in (8, 16, 32, 64) for n in ns], ("c", "n"))
-    elif isinstance(answer, Mapping):
-        counts = as_counts(answer, "answer", ns, "n")
-        got = counts if isinstance(counts, Feedback) else \
-            {(channels, n): v for n, v in counts.items()}
-    else:
-        return Feedback(False, "answer should be a formula f(c, n) (a function) or a dict "
-                               f"{{n: count}} for c = {channels}, got {type(answer).__name__}.")
+    got = formula_or_counts(answer, [(c, n) for c in (8, 16, 32, 64) for n in ns], ("c", "n"),
+                            ns, channels)
     if isinstance(got, Feedback):
         return got
     for (c, n), value in got.items():
