@@ -44,28 +44,40 @@ def _record(kind: str, name: str, value: float, **extra) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def _in_kernel() -> bool:
+def _myst_glue():
+    """myst-nb's ``glue`` when this runs in a kernel that has it (the book build), else None.
+
+    A reader's Jupyter or Colab has no myst-nb (it brings Sphinx), and nothing there shows a
+    glued value anyway (``display=False``), so without it :func:`glue` only records.
+    """
     try:
         from IPython import get_ipython
     except ImportError:
-        return False
-    return get_ipython() is not None
+        return None
+    if get_ipython() is None:
+        return None
+    try:
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        return None
+    return myst_glue
 
 
 def glue(name: str, value, *, record: bool = True) -> None:
     """Make ``value`` available to the page's prose (``{glue:text}`name```).
 
     Numbers are recorded for the robustness table unless ``record=False`` (e.g. a constant).
-    Outside a Jupyter kernel (a script) nothing is displayed. Nothing is returned, so a cell
+    Outside the book build (a script, or a reader's Jupyter or Colab without myst-nb) nothing
+    else happens, and the reader sees the same page either way. Nothing is returned, so a cell
     that ends with a ``glue`` shows no stray value in the page.
     """
     if isinstance(value, (int, float)) or hasattr(value, "item"):
         value = value.item() if hasattr(value, "item") else value
         if record and not isinstance(value, bool):
             _record("result", name, float(value))
-    if _in_kernel():
-        from myst_nb import glue as _glue
-        _glue(name, value, display=False)
+    myst_glue = _myst_glue()
+    if myst_glue is not None:
+        myst_glue(name, value, display=False)
 
 
 def target(name: str, value, threshold: float, op: str = ">=") -> None:

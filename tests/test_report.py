@@ -38,3 +38,31 @@ def test_glue_records_numbers_unless_told_and_returns_nothing(tmp_path, monkeypa
     assert glue("c", True) is None
     assert [(r["kind"], r["name"], r["value"]) for r in rows(tmp_path / "r.jsonl")] == [
         ("result", "a", 3.0)]
+
+
+def _fake_kernel(monkeypatch):
+    import IPython
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())
+
+
+def test_glue_in_a_readers_kernel_without_myst_nb_only_records(tmp_path, monkeypatch):
+    """Colab and a plain Jupyter have no myst-nb (it brings Sphinx): glue must not need it."""
+    import sys
+    _fake_kernel(monkeypatch)
+    monkeypatch.setitem(sys.modules, "myst_nb", None)   # `import myst_nb` now raises ImportError
+    monkeypatch.setenv("ATTNLAB_RECORD", str(tmp_path / "r.jsonl"))
+    assert glue("a", 0.5) is None
+    assert target("t", 0.7, 0.6) is None
+    assert [r["name"] for r in rows(tmp_path / "r.jsonl")] == ["a", "t"]
+
+
+def test_glue_in_the_book_build_hands_the_value_to_myst_nb(monkeypatch):
+    import sys
+    import types
+    _fake_kernel(monkeypatch)
+    calls = []
+    fake = types.ModuleType("myst_nb")
+    fake.glue = lambda name, value, display=True: calls.append((name, value, display))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)
+    glue("a", 0.5)
+    assert calls == [("a", 0.5, False)]
