@@ -5,7 +5,8 @@ Two calls, used by every chapter:
 - :func:`glue` puts a number computed in a cell into the prose (myst-nb's ``glue``; a Markdown cell
   writes ``{glue:text}`name:.3f```), so the text cannot drift from what ran.
 - :func:`target` asserts a learning target (``value >= threshold``, or ``<=``) with a message
-  that says by how much it passed or failed.
+  that says by how much it passed or failed; it can carry the ``claim`` it backs and the
+  ``baselines`` it must beat (the threshold must lie beyond every one of them).
 
 When the environment variable ``ATTNLAB_RECORD`` names a file, both append one JSON line per
 call (notebook, name, value, threshold, seed, CPU kernel set, device) to it. ``make robustness``
@@ -80,18 +81,44 @@ def glue(name: str, value, *, record: bool = True) -> None:
         myst_glue(name, value, display=False)
 
 
-def target(name: str, value, threshold: float, op: str = ">=") -> None:
+def target(name: str, value, threshold: float, op: str = ">=", *, claim: str | None = None,
+           baselines: dict | None = None) -> None:
     """Assert the learning target ``value op threshold`` (``op`` is ``">="`` or ``"<="``).
 
     The value is glued under ``name`` (for the prose) and recorded; the assertion message gives
     the value, the threshold and the margin, so a failure says how far off it was. Like
     :func:`glue`, it returns nothing.
+
+    Args:
+        claim: the sentence of the chapter that the target backs, in a few words; the
+            robustness page shows it beside the numbers.
+        baselines: the same quantity without the mechanism: model-free baselines (majority
+            class, uniform weights, all ink, the value at initialisation, ...) and competitors,
+            by name. The threshold must lie beyond every one of them in the direction of ``op``
+            (a target that a baseline would pass tests nothing: ``ValueError``). The record
+            gains the best baseline and the value's margin over it.
     """
     if op not in _OPS:
         raise ValueError(f"op must be '>=' or '<=', got {op!r}")
     value, threshold = _as_float(value, "value"), _as_float(threshold, "threshold")
     margin = value - threshold if op == ">=" else threshold - value
-    _record("target", name, value, threshold=threshold, op=op, margin=margin)
+    extra = {}
+    if claim is not None:
+        if not isinstance(claim, str) or not claim.strip():
+            raise TypeError("claim must be a non-empty sentence")
+        extra["claim"] = claim.strip()
+    if baselines:
+        values = {str(k): _as_float(v, f"baseline {k!r}") for k, v in baselines.items()}
+        pick = max if op == ">=" else min
+        best_name = pick(values, key=values.get)
+        best = values[best_name]
+        passing = [k for k, v in values.items() if not math.isnan(v) and _OPS[op](v, threshold)]
+        if passing:
+            raise ValueError(f"target {name!r}: the threshold {op} {threshold:.4g} is met by the "
+                             f"baseline(s) {', '.join(passing)}; a target must lie beyond them")
+        extra.update(baselines=values, best_baseline=best_name, best_baseline_value=best,
+                     margin_over_baseline=value - best if op == ">=" else best - value)
+    _record("target", name, value, threshold=threshold, op=op, margin=margin, **extra)
     glue(name, value, record=False)
     if math.isnan(value) or not _OPS[op](value, threshold):
         raise AssertionError(f"learning target {name!r} missed: {value:.4g} {op} {threshold:.4g} "

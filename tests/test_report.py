@@ -66,3 +66,31 @@ def test_glue_in_the_book_build_hands_the_value_to_myst_nb(monkeypatch):
     monkeypatch.setitem(sys.modules, "myst_nb", fake)
     glue("a", 0.5)
     assert calls == [("a", 0.5, False)]
+
+
+def test_target_records_its_claim_and_margin_over_the_best_baseline(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNLAB_RECORD", str(tmp_path / "r.jsonl"))
+    target("iou", 0.8, 0.65, claim="The head separates the digits.",
+           baselines={"all ink": 0.55, "at initialisation": 0.3})
+    target("err", 0.1, 0.3, "<=", baselines={"copy the input": 0.5, "prior": 0.9})
+    target("plain", 0.7, 0.6)                              # old calls keep working
+    a, b, c = rows(tmp_path / "r.jsonl")
+    assert a["claim"] == "The head separates the digits."
+    assert (a["best_baseline"], a["best_baseline_value"]) == ("all ink", 0.55)
+    assert a["margin_over_baseline"] == pytest.approx(0.25)
+    assert a["baselines"] == {"all ink": 0.55, "at initialisation": 0.3}
+    assert (b["best_baseline"], b["margin_over_baseline"]) == ("copy the input", pytest.approx(0.4))
+    assert "claim" not in c and "best_baseline" not in c
+
+
+def test_a_threshold_that_a_baseline_meets_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTNLAB_RECORD", str(tmp_path / "r.jsonl"))
+    with pytest.raises(ValueError, match="met by the baseline.*all ink"):
+        target("iou", 0.8, 0.5, baselines={"all ink": 0.55})
+    with pytest.raises(ValueError, match="met by the baseline.*at init"):
+        target("iou", 0.8, 0.5, baselines={"at init": 0.5})    # a tie is not beaten
+    with pytest.raises(ValueError, match="met by"):
+        target("err", 0.1, 0.3, "<=", baselines={"prior": 0.2})
+    with pytest.raises(TypeError, match="claim"):
+        target("iou", 0.8, 0.6, claim="  ")
+    assert not (tmp_path / "r.jsonl").exists()                 # nothing recorded for a refusal
