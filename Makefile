@@ -7,16 +7,20 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test venv assets browser unit notebooks nbval-copies checks student grade grade-demo robustness clean
+.PHONY: book test preflight venv assets browser reader unit notebooks nbval-copies checks student grade grade-demo robustness clean
 
-book: venv assets
+book: preflight venv assets
 	$(BIN)/python tools/build_book.py
 	@echo "Open $(CURDIR)/_build/html/index.html in a browser."
 
 # See tools/test.sh: the book build (seed 0, native kernels) and nbval over the student edition
 # (seed 1, portable kernels) run side by side, then the rendered pages are checked.
-test: venv assets browser nbval-copies
+test: preflight browser venv assets nbval-copies
 	tools/test.sh
+
+# Python, venv and npm, checked before anything long starts (one sentence per missing piece).
+preflight:
+	@tools/preflight.sh $(PYTHON)
 
 venv: $(STAMP)
 $(STAMP): requirements.txt pyproject.toml
@@ -29,13 +33,19 @@ $(STAMP): requirements.txt pyproject.toml
 assets:
 	tools/fetch_assets.sh
 
-# Headless Chromium for the rendered-page test (Debian package; never `playwright install`).
+# Chromium or Chrome for the rendered-page test: found where it is commonly installed, installed
+# with apt-get only as root on Debian/Ubuntu, else one sentence says what to install.
 browser:
-	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
+	@$(PYTHON) tools/find_browser.py --install >/dev/null
+
+# The notebooks in a reader's environment (Colab's packages, the wheel, no build tools), outside
+# the checkout: every chapter whole. (`make test` runs chapter 2 whole and the setup of the rest.)
+reader: venv
+	$(BIN)/python tools/reader_env.py --all
 
 # Run only parts of the suite.
 unit: venv
-	$(BIN)/pytest tests -k "not rendered"
+	$(BIN)/pytest tests -m "not rendered and not reader"
 notebooks: venv nbval-copies
 	ATTNLAB_SEED=1 ATEN_CPU_CAPABILITY=default $(BIN)/pytest _nbval --nbval-lax
 

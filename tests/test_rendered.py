@@ -6,7 +6,7 @@ embedded state and move their static twins (jshtml animations) without any of th
 """
 from __future__ import annotations
 
-import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,10 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+sys.path.insert(0, str(ROOT / "tools"))
+from find_browser import ADVICE, find_browser  # noqa: E402  (the one place that finds Chrome)
+
+CHROMIUM = find_browser()
 REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].removeprefix("https://github.com/")
 
 pytestmark = pytest.mark.rendered
@@ -25,8 +28,8 @@ pytestmark = pytest.mark.rendered
 def browser():
     if not (HTML / "index.html").exists():
         pytest.fail("the book is not built: run `make test` (it builds the book before the tests)")
-    if not Path(CHROMIUM).exists():
-        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    if CHROMIUM is None:
+        pytest.fail(ADVICE)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
