@@ -9,12 +9,14 @@ This module depends on torch alone.
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import torch
 
 __all__ = ["positive_int", "probability", "one_of", "odd", "tensor", "sequence", "feature_map",
-           "mask_for"]
+           "mask_for", "int_at_least", "non_negative_int", "number", "positive", "non_negative",
+           "function", "ids", "not_empty", "bool_mask", "int_pair"]
 
 
 def positive_int(value, name: str) -> int:
@@ -102,3 +104,99 @@ def mask_for(mask, shape, name: str = "mask") -> torch.Tensor:
         raise ValueError(f"{name} of shape {tuple(mask.shape)} does not broadcast to the scores' "
                          f"shape (..., T, S) = {shape}")
     return mask
+
+
+# --- added for the chapters after the first seven: the same two rules, a few more kinds ------
+
+def int_at_least(value, name: str, low: int) -> int:
+    """``value`` as an ``int`` if it is a whole number >= ``low`` (a NumPy integer too)."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value}")
+    return int(value)
+
+
+def non_negative_int(value, name: str) -> int:
+    """``value`` as an ``int`` if it is a whole number >= 0 (a NumPy integer too; not a bool)."""
+    return int_at_least(value, name, 0)
+
+
+def number(value, name: str) -> float:
+    """``value`` as a ``float`` if it is a finite real number (int, float, NumPy; not a bool)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    return float(value)
+
+
+def positive(value, name: str) -> float:
+    """``value`` as a ``float`` if it is a finite number > 0 (a temperature, a scale, a rate)."""
+    if number(value, name) <= 0:
+        raise ValueError(f"{name} must be a positive number (> 0), got {value}")
+    return float(value)
+
+
+def non_negative(value, name: str) -> float:
+    """``value`` as a ``float`` if it is a finite number >= 0 (a noise level, a decay)."""
+    if number(value, name) < 0:
+        raise ValueError(f"{name} must be a number >= 0, got {value}")
+    return float(value)
+
+
+def function(value, name: str):
+    """``value`` if it can be called."""
+    if not callable(value):
+        raise TypeError(f"{name} must be a function (callable), got {type(value).__name__}")
+    return value
+
+
+def ids(x, name: str, size: int, shape=None, letters: str = "") -> torch.Tensor:
+    """``x`` if it is an integer tensor of ids in ``[0, size)`` (token ids, classes).
+
+    ``shape`` is checked exactly (``None`` for a size that may be anything); ``letters`` names
+    it in the message, e.g. ``"(B, L)"``. The range is checked where that costs nothing, on the
+    CPU: on an accelerator it would make every training step wait for the device, and there the
+    embedding or ``gather`` stops a bad id itself.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of integer ids, got {type(x).__name__}")
+    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer ids (e.g. torch.long), got dtype {x.dtype}")
+    if shape is not None and (x.dim() != len(shape) or
+                              any(w is not None and s != w for s, w in zip(x.shape, shape))):
+        sizes = tuple("." if w is None else w for w in shape)
+        want = letters if all(w is None for w in shape) else f"{letters} = {sizes}".lstrip(" =")
+        raise ValueError(f"{name} must have shape {want}, got {tuple(x.shape)}")
+    if x.device.type == "cpu" and x.numel():
+        low, high = torch.aminmax(x)
+        if low < 0 or high >= size:
+            raise ValueError(f"{name} must lie in [0, {size}), got values from {int(low)} "
+                             f"to {int(high)}")
+    return x
+
+
+def not_empty(x: torch.Tensor, name: str, what: str = "sample", dim: int = 0) -> torch.Tensor:
+    """``x`` if it holds at least one ``what`` along ``dim`` (a mean over nothing is no number)."""
+    if x.shape[dim] == 0:
+        raise ValueError(f"{name} must hold at least one {what}, got shape {tuple(x.shape)}")
+    return x
+
+
+def bool_mask(mask, name: str, shape) -> torch.Tensor:
+    """``mask`` if it is a boolean tensor of exactly ``shape`` (True = takes part)."""
+    if not isinstance(mask, torch.Tensor):
+        raise TypeError(f"{name} must be a boolean torch.Tensor, got {type(mask).__name__}")
+    if mask.dtype != torch.bool:
+        raise TypeError(f"{name} must be boolean (True = takes part), got dtype {mask.dtype}")
+    if tuple(mask.shape) != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {tuple(mask.shape)}")
+    return mask
+
+
+def int_pair(value, name: str) -> tuple[int, int]:
+    """``value`` as a tuple of two ints >= 1 (a grid, a cell size); one int is not a pair."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise TypeError(f"{name} must be a pair of ints (a, b), got {value!r:.60}")
+    return tuple(positive_int(v, name) for v in value)
