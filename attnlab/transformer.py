@@ -38,14 +38,29 @@ from torch import nn
 
 from attnlab import checks
 from attnlab.attention import MultiHeadAttention, SinusoidalPositionalEncoding, copy_torch_mha_
-from attnlab.functional import (additive_score, causal_mask, masked_softmax, merge_masks,
-                                scaled_dot_product_attention)
+from attnlab.functional import (_check_qkv, additive_score, causal_mask, masked_softmax,
+                                merge_masks, scaled_dot_product_attention)
 
 __all__ = ["AdditiveAttention", "summary_attention", "FeedForward", "EncoderLayer",
            "DecoderLayer", "EncoderDecoder"]
 
 
 # --- other ways to mix the source, for the attention seam ------------------------------------
+
+def _check_seam(q, k, v, mask, dropout_p) -> None:
+    """The checks of the book's kernel, for a function that plugs into the attention seam."""
+    batch = _check_qkv(q, k, v)
+    checks.probability(dropout_p, "dropout_p")
+    if mask is not None:
+        checks.mask_for(mask, (*batch, q.shape[-2], k.shape[-2]))
+
+
+def _check_key_mask(mask, name: str, B: int, S: int) -> None:
+    """A ``(B, S)`` mask of real keys (True = a real token), exactly that shape."""
+    if isinstance(mask, torch.Tensor) and tuple(mask.shape) != (B, S):
+        raise ValueError(f"{name} must have shape (B, S) = {(B, S)}, got {tuple(mask.shape)}")
+    checks.mask_for(mask, (B, S), name)
+
 
 def _weighted_sum(scores, v, mask, dropout_p, is_causal, return_attention):
     """Softmax over the visible keys, then the weighted sum of the values."""
@@ -64,6 +79,7 @@ def summary_attention(q, k, v, mask=None, *, dropout_p=0.0, is_causal=False,
     attention (Sutskever et al. 2014 read the encoder's last state). Same signature as
     :func:`attnlab.functional.scaled_dot_product_attention`; ``q`` only sets the shape.
     """
+    _check_seam(q, k, v, mask, dropout_p)
     scores = torch.zeros(*q.shape[:-1], k.shape[-2], dtype=q.dtype, device=q.device)  # (..., T, S)
     return _weighted_sum(scores, v, mask, dropout_p, is_causal, return_attention)
 
@@ -81,13 +97,18 @@ class AdditiveAttention(nn.Module):
     def __init__(self, head_dim: int, hidden_dim: int | None = None):
         super().__init__()
         hidden_dim = head_dim if hidden_dim is None else hidden_dim
-        checks.positive_int(head_dim, "head_dim"), checks.positive_int(hidden_dim, "hidden_dim")
+        self.head_dim = checks.positive_int(head_dim, "head_dim")
+        checks.positive_int(hidden_dim, "hidden_dim")
         self.w_q = nn.Parameter(torch.randn(hidden_dim, head_dim) / head_dim ** 0.5)  # W_q
         self.w_k = nn.Parameter(torch.randn(hidden_dim, head_dim) / head_dim ** 0.5)  # W_k
         self.w_v = nn.Parameter(torch.randn(hidden_dim) / hidden_dim ** 0.5)  # w
 
     def forward(self, q, k, v, mask=None, *, dropout_p=0.0, is_causal=False,
                 return_attention=False):
+        _check_seam(q, k, v, mask, dropout_p)
+        if q.shape[-1] != self.head_dim:
+            raise ValueError(f"q and k must have width head_dim = {self.head_dim} in their last "
+                             f"dimension, got q {tuple(q.shape)}, k {tuple(k.shape)}")
         scores = additive_score(q, k, self.w_q, self.w_k, self.w_v)  # (B, h, T, S)
         return _weighted_sum(scores, v, mask, dropout_p, is_causal, return_attention)
 
@@ -104,13 +125,15 @@ class FeedForward(nn.Module):
 
     def __init__(self, embed_dim: int, ff_dim: int | None = None, dropout: float = 0.0):
         super().__init__()
+        self.embed_dim = checks.positive_int(embed_dim, "embed_dim")
         ff_dim = 4 * embed_dim if ff_dim is None else ff_dim
-        checks.positive_int(embed_dim, "embed_dim"), checks.positive_int(ff_dim, "ff_dim")
+        checks.positive_int(ff_dim, "ff_dim")
         self.linear1 = nn.Linear(embed_dim, ff_dim)  # W_1, b_1
         self.linear2 = nn.Linear(ff_dim, embed_dim)  # W_2, b_2
         self.dropout = nn.Dropout(checks.probability(dropout, "dropout"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        checks.sequence(x, "x", self.embed_dim)
         return self.linear2(self.dropout(F.relu(self.linear1(x))))
 
 
@@ -219,6 +242,7 @@ class DecoderLayer(_Layer):
                  norm: bool = True, ffn: bool = True,
                  cross_attention: Callable = scaled_dot_product_attention):
         super().__init__()
+        checks.function(cross_attention, "cross_attention")
         self.self_attn = MultiHeadAttention(embed_dim, num_heads, dropout=dropout)
         self.cross_attn = MultiHeadAttention(embed_dim, num_heads, dropout=dropout,
                                              attention=cross_attention)
@@ -232,6 +256,13 @@ class DecoderLayer(_Layer):
         if memory.shape[0] != x.shape[0]:
             raise ValueError(f"memory must have the batch size of x ({x.shape[0]}), "
                              f"got shape {tuple(memory.shape)}")
+        (B, T), S = x.shape[:2], memory.shape[1]
+        if memory_key_mask is not None:
+            _check_key_mask(memory_key_mask, "memory_key_mask", B, S)
+        if memory_mask is not None:  # (T, S), (B, T, S) or (B, h, T, S), as MultiHeadAttention
+            three = isinstance(memory_mask, torch.Tensor) and memory_mask.dim() == 3
+            checks.mask_for(memory_mask, (B, T, S) if three else
+                            (B, self.cross_attn.num_heads, T, S), "memory_mask")
         x, w_self = self._sublayer(x, 0, lambda z: _pair(self.self_attn(
             z, attn_mask=attn_mask, key_mask=key_mask, is_causal=is_causal,
             return_attention=return_attention)))
@@ -273,20 +304,25 @@ def _copy_from_torch(ours: _Layer, layer: nn.Module, attentions, norms) -> None:
 class EncoderDecoder(nn.Module):
     r"""A small Transformer encoder-decoder for token-to-token tasks (e.g. translation).
 
-    Token embeddings (scaled by :math:`\sqrt{D}`) plus sinusoidal positions; ``num_layers``
-    encoder layers and ``num_layers`` decoder layers; a final layer norm on each side when
-    pre-norm; a linear read-out to the target vocabulary.
+    Token embeddings plus sinusoidal positions; ``num_layers`` encoder layers and
+    ``num_layers`` decoder layers; a final layer norm on each side when pre-norm; a linear
+    read-out to the target vocabulary. The embeddings are *not* multiplied by :math:`\sqrt{D}`
+    as in Vaswani et al.: ``nn.Embedding`` starts them at N(0, 1), already the scale of the
+    positions' sines and cosines.
 
     Args:
         src_vocab, tgt_vocab: vocabulary sizes. ``embed_dim``, ``num_heads``, ``ff_dim``,
             ``dropout``, ``norm_first``, ``residual``, ``norm``, ``ffn``: as :class:`EncoderLayer`.
         num_layers: layers on each side.
         cross_attention: the cross-attention's attention function (the seam).
-        max_len: longest source or target. ``pad_id``: the source's padding token.
+        max_len: longest source or target. ``pad_id``: the source's padding token, in
+            ``[0, src_vocab)``.
 
     Forward: ``src`` ``(B, S)`` and the decoder's input ``tgt`` ``(B, T)`` (the target shifted
-    right behind a start token) -> logits ``(B, T, V)``. ``src_key_mask`` defaults to
-    ``src != pad_id``. With ``return_attention=True`` also a dict of lists, one entry per
+    right behind a start token), integer ids below ``src_vocab`` and ``tgt_vocab``, ``S, T <=
+    max_len`` -> logits ``(B, T, V)``. ``src_key_mask`` ``(B, S)`` (True = a real token)
+    defaults to ``src != pad_id`` in :meth:`forward` and :meth:`greedy_decode`; :meth:`encode`
+    and :meth:`decode` mask nothing unless given one. With ``return_attention=True`` also a dict of lists, one entry per
     layer: ``"encoder"`` ``(B, h, S, S)``, ``"self"`` ``(B, h, T, T)``, ``"cross"`` ``(B, h, T, S)``.
 
     Taught in: :ref:`chap-cross-attention`.
@@ -299,7 +335,11 @@ class EncoderDecoder(nn.Module):
                  max_len: int = 64, pad_id: int = 0):
         super().__init__()
         checks.positive_int(src_vocab, "src_vocab"), checks.positive_int(tgt_vocab, "tgt_vocab")
-        checks.positive_int(num_layers, "num_layers")
+        checks.positive_int(num_layers, "num_layers"), checks.positive_int(embed_dim, "embed_dim")
+        self.max_len = checks.positive_int(max_len, "max_len")
+        if checks.non_negative_int(pad_id, "pad_id") >= src_vocab:
+            raise ValueError(f"pad_id must be a token of the source, in [0, {src_vocab}), "
+                             f"got {pad_id}")
         self.embed_dim, self.pad_id = embed_dim, pad_id
         self.src_embed = nn.Embedding(src_vocab, embed_dim)
         self.tgt_embed = nn.Embedding(tgt_vocab, embed_dim)
@@ -316,15 +356,28 @@ class EncoderDecoder(nn.Module):
         self.decoder_norm = nn.LayerNorm(embed_dim) if final else nn.Identity()
         self.readout = nn.Linear(embed_dim, tgt_vocab)
 
-    def _embed(self, table: nn.Embedding, tokens: torch.Tensor, name: str) -> torch.Tensor:
-        if not isinstance(tokens, torch.Tensor) or tokens.dim() != 2 or tokens.is_floating_point():
-            raise ValueError(f"{name} must be integer tokens of shape (B, L), got "
-                             f"{getattr(tokens, 'shape', type(tokens).__name__)}")
-        return self.pos(table(tokens))  # (B, L, D)
+    def _tokens(self, tokens, name: str, table: nn.Embedding) -> torch.Tensor:
+        """``tokens`` if they are ``(B, L)`` integer ids of ``table`` with ``L <= max_len``."""
+        checks.ids(tokens, name, table.num_embeddings, (None, None), "(B, L)")
+        if tokens.shape[1] > self.max_len:
+            raise ValueError(f"{name} has {tokens.shape[1]} tokens, more than max_len="
+                             f"{self.max_len}")
+        return tokens
+
+    def _key_mask(self, src_key_mask, B: int, S: int, pad_from=None):
+        """The checked ``(B, S)`` source mask, or ``pad_from != pad_id`` when none is given."""
+        if src_key_mask is None:
+            return None if pad_from is None else pad_from != self.pad_id  # True = a real token
+        _check_key_mask(src_key_mask, "src_key_mask", B, S)
+        return src_key_mask
 
     def encode(self, src, src_key_mask=None, weights=None):
         """The memory ``(B, S, D)``; appends each layer's self-attention weights to ``weights``."""
-        x = self._embed(self.src_embed, src, "src")
+        self._tokens(src, "src", self.src_embed)
+        src_key_mask = self._key_mask(src_key_mask, *src.shape)
+        if weights is not None and not isinstance(weights, list):
+            raise TypeError(f"weights must be a list (or None), got {type(weights).__name__}")
+        x = self.pos(self.src_embed(src))  # (B, S, D)
         for layer in self.encoder:
             x, w = _pair(layer(x, key_mask=src_key_mask, return_attention=weights is not None))
             if weights is not None:
@@ -332,8 +385,20 @@ class EncoderDecoder(nn.Module):
         return self.encoder_norm(x)
 
     def decode(self, tgt, memory, src_key_mask=None, *, is_causal=True, weights=None):
-        """Logits ``(B, T, V)`` for the decoder input ``tgt`` given the memory."""
-        x = self._embed(self.tgt_embed, tgt, "tgt")
+        """Logits ``(B, T, V)`` for the decoder input ``tgt`` given the memory ``(B, S, D)``;
+        appends each layer's weights to ``weights["self"]`` and ``weights["cross"]``."""
+        self._tokens(tgt, "tgt", self.tgt_embed)
+        checks.sequence(memory, "memory", self.embed_dim)
+        if memory.shape[0] != tgt.shape[0]:
+            raise ValueError(f"tgt and memory must have the same batch size B, got tgt "
+                             f"{tuple(tgt.shape)} and memory {tuple(memory.shape)}")
+        src_key_mask = self._key_mask(src_key_mask, *memory.shape[:2])
+        if weights is not None and not (isinstance(weights, dict)
+                                        and all(isinstance(weights.get(k), list)
+                                                for k in ("self", "cross"))):
+            raise TypeError("weights must be a dict {'self': [], 'cross': []} of lists (or None), "
+                            f"got {weights!r:.60}")
+        x = self.pos(self.tgt_embed(tgt))  # (B, T, D)
         for layer in self.decoder:
             x, w = _pair(layer(x, memory, memory_key_mask=src_key_mask, is_causal=is_causal,
                                return_attention=weights is not None))
@@ -344,8 +409,11 @@ class EncoderDecoder(nn.Module):
     def forward(self, src: torch.Tensor, tgt: torch.Tensor, *,
                 src_key_mask: torch.Tensor | None = None, is_causal: bool = True,
                 return_attention: bool = False):
-        if src_key_mask is None and isinstance(src, torch.Tensor):
-            src_key_mask = src != self.pad_id  # (B, S), True = a real token
+        self._tokens(src, "src", self.src_embed), self._tokens(tgt, "tgt", self.tgt_embed)
+        if tgt.shape[0] != src.shape[0]:
+            raise ValueError(f"src and tgt must have the same batch size B, got src "
+                             f"{tuple(src.shape)} and tgt {tuple(tgt.shape)}")
+        src_key_mask = self._key_mask(src_key_mask, *src.shape, pad_from=src)
         weights = {"encoder": [], "self": [], "cross": []} if return_attention else None
         memory = self.encode(src, src_key_mask, weights and weights["encoder"])
         logits = self.decode(tgt, memory, src_key_mask, is_causal=is_causal, weights=weights)
@@ -356,17 +424,29 @@ class EncoderDecoder(nn.Module):
                       src_key_mask: torch.Tensor | None = None):
         """Decode ``steps`` tokens one at a time, each step feeding back the argmax.
 
-        ``start`` is the start token (an int, or ``(B, k)`` tokens to continue from). Returns the
-        generated tokens ``(B, steps)`` and the last step's cross-attention weights of every
-        layer, ``(B, h, steps, S)`` each (the full map, since every step is recomputed).
+        ``start`` is the start token (an int, or ``(B, k)`` tokens to continue from); the
+        decoder reads up to ``k + steps - 1`` tokens, at most ``max_len``. Returns the generated tokens ``(B, steps)`` and the
+        last step's cross-attention weights of every layer, ``(B, h, steps, S)`` each (the full
+        map, since every step is recomputed).
         """
         checks.positive_int(steps, "steps")
-        if src_key_mask is None:
-            src_key_mask = src != self.pad_id
-        memory = self.encode(src, src_key_mask)
-        out = (torch.full((src.shape[0], 1), start, dtype=torch.long, device=src.device)
-               if isinstance(start, int) else start)
+        self._tokens(src, "src", self.src_embed)
+        src_key_mask = self._key_mask(src_key_mask, *src.shape, pad_from=src)
+        if isinstance(start, torch.Tensor):
+            out = self._tokens(start, "start", self.tgt_embed)
+            if start.shape[0] != src.shape[0] or start.shape[1] == 0:
+                raise ValueError(f"start must have shape (B, k) with the B of src "
+                                 f"({src.shape[0]}) and k >= 1, got {tuple(start.shape)}")
+        else:
+            if checks.non_negative_int(start, "start") >= self.tgt_embed.num_embeddings:
+                raise ValueError(f"start must lie in [0, {self.tgt_embed.num_embeddings}), "
+                                 f"got {start}")
+            out = torch.full((src.shape[0], 1), int(start), dtype=torch.long, device=src.device)
         k = out.shape[1]
+        if k + steps - 1 > self.max_len:
+            raise ValueError(f"start ({k} tokens) and steps ({steps}) make the decoder read "
+                             f"{k + steps - 1} tokens, more than max_len={self.max_len}")
+        memory = self.encode(src, src_key_mask)
         for _ in range(steps):
             weights = {"self": [], "cross": []}
             logits = self.decode(out, memory, src_key_mask, weights=weights)  # (B, t, V)

@@ -150,9 +150,9 @@ def test_encoder_decoder_shapes_masks_and_greedy_decoding():
 
 def test_encoder_decoder_bad_input():
     model = EncoderDecoder(12, 9, embed_dim=D, num_heads=H)
-    with pytest.raises(ValueError, match="src must be integer tokens of shape"):
+    with pytest.raises(TypeError, match="src must hold integer ids"):
         model(torch.randn(B, S), torch.randint(1, 9, (B, T)))
-    with pytest.raises(ValueError, match="tgt must be integer tokens of shape"):
+    with pytest.raises(ValueError, match=r"tgt must have shape \(B, L\)"):
         model(torch.randint(1, 12, (B, S)), torch.randint(1, 9, (B, T, 1)))
     with pytest.raises(ValueError, match="num_heads"):
         EncoderDecoder(12, 9, embed_dim=D, num_heads=3)
@@ -163,10 +163,121 @@ def test_encoder_decoder_bad_input():
         layer(torch.randn(B, T, D), torch.randn(B, S, D + 1))
     with pytest.raises(ValueError, match="batch size"):
         layer(torch.randn(B, T, D), torch.randn(B + 1, S, D))
-    with pytest.raises(ValueError, match="key_mask"):
+    with pytest.raises(ValueError, match="memory_key_mask"):
         layer(torch.randn(B, T, D), torch.randn(B, S, D), memory_key_mask=torch.ones(B, S + 1).bool())
     with pytest.raises(TypeError):
         layer(torch.randn(B, T, D), torch.randn(B, S, D), True)  # return_attention is keyword-only
+
+
+# --- bad input, one class at a time (issue #28): the exception type and the argument named ------
+
+_ED = EncoderDecoder(12, 9, embed_dim=D, num_heads=H, max_len=10)
+_SRC, _TGT = torch.randint(1, 12, (B, S)), torch.randint(0, 9, (B, T))
+
+
+@pytest.mark.parametrize("call, error, words", [
+    # token ids: not a tensor, not integers, out of the vocabulary, wrong rank, too long
+    (lambda: _ED(_SRC.tolist(), _TGT), TypeError, "src must be a torch.Tensor"),
+    (lambda: _ED(_SRC.float(), _TGT), TypeError, "src must hold integer ids"),
+    (lambda: _ED(_SRC > 3, _TGT), TypeError, "src must hold integer ids"),
+    (lambda: _ED(torch.full((B, S), 12), _TGT), ValueError, r"src must lie in \[0, 12\)"),
+    (lambda: _ED(torch.full((B, S), -1), _TGT), ValueError, r"src must lie in \[0, 12\)"),
+    (lambda: _ED(_SRC, torch.full((B, T), 9)), ValueError, r"tgt must lie in \[0, 9\)"),
+    (lambda: _ED(_SRC[0], _TGT), ValueError, r"src must have shape \(B, L\)"),
+    (lambda: _ED(torch.ones(B, 11, dtype=torch.long), _TGT), ValueError, "max_len=10"),
+    # arguments that must agree with each other
+    (lambda: _ED(_SRC, _TGT[:1]), ValueError, "same batch size"),
+    (lambda: _ED(_SRC, _TGT, src_key_mask=torch.ones(B, S + 1, dtype=torch.bool)), ValueError,
+     r"src_key_mask must have shape \(B, S\)"),
+    (lambda: _ED(_SRC, _TGT, src_key_mask=torch.ones(B, S, dtype=torch.long)), TypeError,
+     "src_key_mask must be bool"),
+    (lambda: _ED.decode(_TGT, torch.randn(B, S, D + 1)), ValueError, "memory must have width"),
+    (lambda: _ED.decode(_TGT, torch.randn(B + 1, S, D)), ValueError, "same batch size"),
+    (lambda: _ED.encode(_SRC, weights={}), TypeError, "weights must be a list"),
+    (lambda: _ED.decode(_TGT, torch.randn(B, S, D), weights=[]), TypeError, "weights must be a dict"),
+    # greedy decoding: the start token, the number of steps
+    (lambda: _ED.greedy_decode(_SRC, 9, 3), ValueError, r"start must lie in \[0, 9\)"),
+    (lambda: _ED.greedy_decode(_SRC, -1, 3), ValueError, "start must be an int >= 0"),
+    (lambda: _ED.greedy_decode(_SRC, 1.0, 3), TypeError, "start must be an int"),
+    (lambda: _ED.greedy_decode(_SRC, torch.ones(B + 1, 1, dtype=torch.long), 3), ValueError,
+     "start must have shape"),
+    (lambda: _ED.greedy_decode(_SRC, 1, 2.0), TypeError, "steps must be an int"),
+    (lambda: _ED.greedy_decode(_SRC, 1, 11), ValueError, "max_len=10"),
+    # constructors: counts, ids, rates, seams
+    (lambda: EncoderDecoder(0, 9), ValueError, "src_vocab must be >= 1"),
+    (lambda: EncoderDecoder(12, 9, embed_dim=2.5), TypeError, "embed_dim must be an int"),
+    (lambda: EncoderDecoder(12, 9, pad_id=12), ValueError, "pad_id must be a token"),
+    (lambda: EncoderDecoder(12, 9, max_len=0), ValueError, "max_len must be >= 1"),
+    (lambda: EncoderDecoder(12, 9, num_layers=True), TypeError, "num_layers must be an int"),
+    (lambda: EncoderDecoder(12, 9, dropout=1.0), ValueError, "dropout must be in"),
+    (lambda: EncoderDecoder(12, 9, cross_attention=3), TypeError, "cross_attention must be a function"),
+    (lambda: EncoderLayer(D, H, dropout=float("nan")), ValueError, "dropout must be in"),
+    (lambda: FeedForward(D, 0), ValueError, "ff_dim must be >= 1"),
+    (lambda: AdditiveAttention(2.0), TypeError, "head_dim must be an int"),
+    (lambda: AdditiveAttention(4, 0), ValueError, "hidden_dim must be >= 1"),
+    # layers: the input, the memory and their masks
+    (lambda: FeedForward(D)(torch.randn(B, T, D + 1)), ValueError, "x must have width 8"),
+    (lambda: FeedForward(D)([[1.0] * D]), TypeError, "x must be a torch.Tensor"),
+    (lambda: FeedForward(D)(torch.ones(B, T, D, dtype=torch.long)), TypeError, "x must be floating"),
+    (lambda: DecoderLayer(D, H)(torch.randn(B, T, D), [[1.0]]), TypeError, "memory must be a torch"),
+    (lambda: DecoderLayer(D, H)(torch.randn(B, T, D), torch.randn(B, S, D),
+                                memory_mask=torch.ones(B, T, S + 1, dtype=torch.bool)),
+     ValueError, "memory_mask"),
+    (lambda: DecoderLayer(D, H)(torch.randn(B, T, D), torch.randn(B, S, D), memory_mask=[[True]]),
+     TypeError, "memory_mask must be a torch.Tensor"),
+    (lambda: EncoderLayer(D, H)(torch.randn(B, S, D), key_mask=torch.ones(B, S, dtype=torch.int8)),
+     TypeError, "key_mask must be bool"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+_Q, _K, _V = torch.randn(B, H, T, 4), torch.randn(B, H, S, 4), torch.randn(B, H, S, 3)
+
+
+@pytest.mark.parametrize("seam", [summary_attention, AdditiveAttention(4)], ids=["summary", "additive"])
+@pytest.mark.parametrize("args, kwargs, error, words", [
+    ((_Q.tolist(), _K, _V), {}, TypeError, "q must be a torch.Tensor"),
+    ((_Q.long(), _K, _V), {}, TypeError, "q must be floating point"),
+    ((_Q, _K, _V[:, :, :2]), {}, ValueError, r"v must have shape \(\.\.\., S, d_v\)"),
+    ((_Q, _K, _V, torch.ones(3, T, S, dtype=torch.bool)), {}, ValueError, "mask of shape"),
+    ((_Q, _K, _V, torch.ones(T, S, dtype=torch.int32)), {}, TypeError, "mask must be bool"),
+    ((_Q, _K, _V), {"dropout_p": 1.5}, ValueError, "dropout_p must be in"),
+])
+def test_the_seams_check_what_the_kernel_checks(seam, args, kwargs, error, words):
+    with pytest.raises(error, match=words):
+        seam(*args, **kwargs)
+
+
+def test_additive_seam_names_the_head_width():
+    with pytest.raises(ValueError, match="head_dim = 4"):
+        AdditiveAttention(4)(torch.randn(B, H, T, 5), torch.randn(B, H, S, 5), _V)
+
+
+def test_encoder_decoder_docstring_says_what_the_code_does():
+    """The embeddings are not scaled by sqrt(D): the docstring says so, and the code agrees."""
+    model = EncoderDecoder(12, 9, embed_dim=D, num_heads=H).eval()
+    assert "not* multiplied" in EncoderDecoder.__doc__
+    memory = model.encode(_SRC)
+    x = model.pos(model.src_embed(_SRC))  # unscaled embeddings plus positions
+    for layer in model.encoder:
+        x = layer(x)
+    torch.testing.assert_close(memory, model.encoder_norm(x))
+
+
+def test_greedy_decoding_may_fill_max_len():
+    """The decoder reads k + steps - 1 tokens: steps = max_len with one start token is legal."""
+    out, _ = _ED.greedy_decode(_SRC, 1, 10)
+    assert out.shape == (B, 10)
+    more, _ = _ED.greedy_decode(_SRC, out[:, :3], 2)  # continue from three tokens
+    assert more.shape == (B, 2)
+
+
+def test_empty_batches_and_sequences_pass_through():
+    model = EncoderDecoder(12, 9, embed_dim=D, num_heads=H).eval()
+    assert model(_SRC[:0], _TGT[:0]).shape == (0, T, 9)
+    assert FeedForward(D)(torch.randn(B, 0, D)).shape == (B, 0, D)
 
 
 def test_fully_padded_source_stays_finite():
