@@ -94,7 +94,7 @@ def online_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if scale is not None and (not isinstance(scale, numbers.Real) or isinstance(scale, bool)):
         raise TypeError(f"scale must be a number or None, got {type(scale).__name__}")
     T, S = q.shape[-2], k.shape[-2]
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else checks.number(scale, "scale")
     if mask is not None:
         checks.mask_for(mask, (*batch, T, S))
     if is_causal:
@@ -122,7 +122,8 @@ def online_softmax_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if not return_attention:
         return acc / ell  # out = a / l
     shift = m.masked_fill(m == -math.inf, 0.0)
-    weights = torch.cat([torch.exp(scores(j) - shift) for j in range(0, S, block_size)], -1) / ell
+    blocks = [torch.exp(scores(j) - shift) for j in range(0, S, block_size)]  # no keys: no block
+    weights = (torch.cat(blocks, -1) if blocks else acc.new_zeros((*batch, T, 0))) / ell
     return acc / ell, weights  # (..., T, d_v), (..., T, S)
 
 
@@ -233,7 +234,8 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
         feature_map: :math:`\phi`, applied to q and k; default ``elu(x) + 1`` (positive).
         is_causal: query t sees keys s <= t only (needs ``T == S``).
         order: ``"left"`` (quadratic) or ``"right"`` (linear in the sequence length).
-        eps: added to the normaliser.
+        eps: added to the normaliser (a finite number >= 0). A query whose normaliser is 0
+            (no visible key, with ``eps=0``) gets zeros, never NaN.
         dropout_p: must be 0 (present so that the function fits the ``attention`` seam of
             :class:`attnlab.attention.MultiHeadAttention`).
         return_attention: also return the normalised weights ``(..., T, S)``.
@@ -257,25 +259,31 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                              f"got {tuple(mask.shape)}: use order='left' for a (T, S) mask")
     if feature_map is not None and not callable(feature_map):
         raise TypeError(f"feature_map must be a function or None, got {type(feature_map).__name__}")
-    if not isinstance(eps, numbers.Real) or isinstance(eps, bool) or eps < 0:
+    if checks.number(eps, "eps") < 0:
         raise ValueError(f"eps must be a number >= 0, got {eps!r}")
     if is_causal and T != S:
         raise ValueError(f"causal linear attention needs as many queries as keys (T == S), "
                          f"got T = {T}, S = {S}")
     phi = feature_map if feature_map is not None else (lambda t: F.elu(t) + 1)
     phi_q, phi_k = phi(q), phi(k)  # (..., T, d'), (..., S, d')
+    for name, t, x in (("phi(q)", phi_q, q), ("phi(k)", phi_k, k)):
+        if not isinstance(t, torch.Tensor) or t.shape[:-1] != x.shape[:-1] \
+                or t.shape[-1] != phi_q.shape[-1]:
+            raise ValueError(f"feature_map must map q {tuple(q.shape)} and k {tuple(k.shape)} to "
+                             f"tensors that differ only in (the same) last dimension, got {name} "
+                             f"{getattr(t, 'shape', type(t).__name__)}")
     if order == "left" or return_attention:
         a = phi_q @ phi_k.transpose(-2, -1)  # A = phi(Q) phi(K)^T: (..., T, S)
-        if is_causal:
-            mask = merge_masks(mask, causal_mask(T, device=q.device))  # keep s <= t
-        if mask is not None:
-            a = a * mask
-        weights = a / (a.sum(-1, keepdim=True) + eps)  # rows of A over A 1 (+ eps)
+        allowed = merge_masks(mask, causal_mask(T, device=q.device) if is_causal else None)
+        if allowed is not None:  # keep s <= t (causal) and the keys the mask allows
+            a = a * allowed
+        weights = a / _nonzero(a.sum(-1, keepdim=True) + eps)  # rows of A over A 1 (+ eps)
         if order == "left":
             out = weights @ v  # A V / (A 1 + eps)
             return (out, weights) if return_attention else out
-    if mask is not None:  # a key mask: blocked keys leave both sums
-        phi_k = phi_k * mask.squeeze(-2).unsqueeze(-1).to(phi_k.dtype)
+    if mask is not None:  # a key mask (..., 1, S) or (S,): blocked keys leave both sums
+        keep = mask[..., 0, :] if mask.dim() >= 2 else mask  # (..., S)
+        phi_k = phi_k * keep.unsqueeze(-1).to(phi_k.dtype)
     if is_causal:  # running sums over s <= t: (..., T, d', d_v) and (..., T, d')
         kv = torch.einsum("...sd,...se->...sde", phi_k, v).cumsum(-3)  # sum_{s<=t} phi(k_s) v_s^T
         num = torch.einsum("...td,...tde->...te", phi_q, kv)  # (..., T, d_v)
@@ -283,8 +291,14 @@ def linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     else:
         num = phi_q @ (phi_k.transpose(-2, -1) @ v)  # phi(Q) (phi(K)^T V): (..., T, d_v)
         den = phi_q @ phi_k.sum(-2).unsqueeze(-1)  # phi(Q) (phi(K)^T 1): (..., T, 1)
-    out = num / (den + eps)
+    out = num / _nonzero(den + eps)
     return (out, weights) if return_attention else out
+
+
+def _nonzero(den: torch.Tensor) -> torch.Tensor:
+    """The normaliser, with 1 where it is 0: a query that sees no key (all blocked, or a
+    feature map that is 0 there, with ``eps=0``) gets zeros, never NaN (the kernel's rule)."""
+    return den.masked_fill(den == 0, 1.0)
 
 
 def attention_flops(n: int, d: int, method: str = "full") -> int:
@@ -300,4 +314,4 @@ def attention_flops(n: int, d: int, method: str = "full") -> int:
     checks.positive_int(n, "n"), checks.positive_int(d, "d")
     costs = {"full": 2 * n * n * d, "online": 2 * n * n * d, "linear": 2 * n * d * d + n * d,
              "separable": 2 * n * d}
-    return costs[checks.one_of(method, "method", costs)]
+    return costs[checks.one_of(method, "method", tuple(costs))]

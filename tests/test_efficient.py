@@ -332,3 +332,58 @@ def test_linear_attention_masks():
         linear_attention(q, k, v, allowed, order="right")
     with pytest.raises(TypeError, match="boolean"):
         linear_attention(q, k, v, allowed.float())
+
+
+# --- bad input and edge cases, one class at a time (issue #28) -------------------------------
+
+_q, _k, _v = make(((2,), 5, 6, 4, 3))
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: online_softmax_attention(_q, _k, _v, scale=float("nan")), ValueError,
+     "scale must be a finite number"),
+    (lambda: online_softmax_attention(_q, _k, _v, block_size=True), TypeError,
+     "block_size must be an int"),
+    (lambda: online_softmax_attention(_q, _k, _v, dropout_p=0.1), ValueError, "dropout_p must be 0"),
+    (lambda: linear_attention(_q, _k, _v, eps=float("nan")), ValueError, "eps must be a finite"),
+    (lambda: linear_attention(_q, _k, _v, eps="1e-6"), TypeError, "eps must be a number"),
+    (lambda: linear_attention(_q, _k, _v, feature_map=lambda t: t[..., :1, :]), ValueError,
+     "feature_map must map q"),
+    (lambda: linear_attention(_q, _k, _v, feature_map=lambda t: t.tolist()), ValueError,
+     "feature_map must map q"),
+    (lambda: linear_attention(_q, _k, _v, torch.ones(6)), TypeError, "mask must be boolean"),
+    (lambda: linear_attention(_q, _k, _v, torch.ones(3, 5, 6, dtype=torch.bool)), ValueError,
+     "mask of shape"),
+    (lambda: linear_attention(_q, _k, _v, order=3), ValueError, "order must be one of"),
+    (lambda: linear_attention(_q, _k, _v, dropout_p=0.5), ValueError, "dropout_p must be 0"),
+    (lambda: SeparableSelfAttention(8, attn_drop=-1), ValueError, "attn_drop must be in"),
+    (lambda: attention_flops(4, 4, ["full"]), ValueError, "method must be one of"),
+    (lambda: attention_flops(4.0, 4), TypeError, "n must be an int"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+@pytest.mark.parametrize("B", [1, 2])
+def test_right_order_keeps_its_shape_with_causal_weights(B):
+    """Issue #28: right order, is_causal and return_attention gave (T, T, d_v) for B = 1 (the
+    causal mask replaced the key mask) and a RuntimeError for B = 2."""
+    q, k, v = make(((B,), 5, 5, 4, 3))
+    keep = torch.tensor([True, True, False, True, True])
+    for mask in (None, keep, keep[None]):
+        out, w = linear_attention(q, k, v, mask, is_causal=True, return_attention=True)
+        left = linear_attention(q, k, v, mask, is_causal=True, order="left")
+        assert out.shape == (B, 5, 3) and w.shape == (B, 5, 5)
+        torch.testing.assert_close(out, left, atol=1e-12, rtol=0)
+        assert torch.all(w.triu(1) == 0)  # causal weights
+
+
+def test_a_query_with_no_key_gets_zeros_never_nan():
+    q, k, v = make(((1,), 3, 4, 2, 2))
+    none = torch.zeros(1, 1, 4, dtype=torch.bool)  # every key blocked
+    for order in ("left", "right"):
+        out = linear_attention(q, k, v, none, order=order, eps=0.0)
+        assert torch.equal(out, torch.zeros_like(out))
+    out, w = online_softmax_attention(q, k[:, :0], v[:, :0], return_attention=True)  # no keys
+    assert out.shape == (1, 3, 2) and w.shape == (1, 3, 0) and torch.all(out == 0)
