@@ -37,16 +37,19 @@ def glimpse(x: torch.Tensor, loc: torch.Tensor, size: int = 8, scales: int = 3) 
     Patch :math:`s` covers :math:`\text{size}\cdot 2^s` pixels on a side, averaged in blocks of
     :math:`2^s \times 2^s` down to ``size x size``: sharp in the centre, coarse around it. The
     window is cut at whole pixels (of its own resolution), so nothing about the location is
-    differentiable: this is what makes the attention *hard*. Outside the image it sees zeros.
+    differentiable: this is what makes the attention *hard*. Outside the image it sees zeros;
+    a location outside [-1, 1] is moved to the nearest edge first.
 
     Shape:
-        x: ``(B, C, H, W)``, loc: ``(B, 2)`` as ``(x, y)`` in [-1, 1] ->
+        x: ``(B, C, H, W)``, loc: ``(B, 2)`` as ``(x, y)`` in [-1, 1] (finite) ->
         ``(B, scales, C, size, size)``.
     """
     checks.feature_map(x)
     checks.tensor(loc, "loc")
     if tuple(loc.shape) != (x.shape[0], 2):
         raise ValueError(f"loc must have shape (B, 2) = {(x.shape[0], 2)}, got {tuple(loc.shape)}")
+    if not bool(torch.isfinite(loc).all()):
+        raise ValueError("loc must be finite (x, y) locations in [-1, 1], got NaN or inf")
     size, scales = checks.positive_int(size, "size"), checks.positive_int(scales, "scales")
     return _cut(_pyramid(x, size, scales), loc, size, x.shape[-2:])
 
@@ -119,9 +122,8 @@ class RecurrentAttention(nn.Module):
         self.size = checks.positive_int(size, "size")
         self.scales = checks.positive_int(scales, "scales")
         self.in_channels = checks.positive_int(in_channels, "in_channels")
-        if isinstance(std, bool) or not isinstance(std, (int, float)) or not std > 0:
-            raise ValueError(f"std must be a positive number, got {std!r}")
-        self.std = float(std)
+        checks.positive_int(num_classes, "num_classes"), checks.positive_int(hidden, "hidden")
+        self.std = checks.positive(std, "std")
         self.what = nn.Linear(scales * in_channels * size * size, hidden)   # W_rho
         self.where_xy = nn.Linear(2, hidden)                                # W_l
         self.core = nn.RNNCell(hidden, hidden, nonlinearity="relu")          # W_g, W_h
@@ -195,20 +197,35 @@ def reinforce_loss(logits: torch.Tensor, y: torch.Tensor, info: dict, *, use_bas
     location network then never learns).
 
     Args:
-        logits, info: what ``RecurrentAttention(..., return_attention=True)`` returned.
-        y: the true classes ``(B,)``.
+        logits, info: what ``RecurrentAttention(..., return_attention=True)`` returned:
+            ``(B, K)`` logits and a dict with ``"logits"`` ``(B, G, K)``, ``"log_prob"`` and
+            ``"baseline"`` ``(B, G - 1)``.
+        y: the true classes ``(B,)``, integers in ``[0, K)``; ``B >= 1``.
 
     Returns:
         the loss and a dict of its parts (detached): ``"classify"``, ``"policy"``,
         ``"baseline"`` and ``"reward"`` (the batch's accuracy).
     """
     checks.tensor(logits, "logits")
-    if not isinstance(y, torch.Tensor) or tuple(y.shape) != tuple(logits.shape[:1]):
-        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-        raise ValueError(f"y must be a tensor of classes of shape (B,) = "
-                         f"{tuple(logits.shape[:1])}, got {got}")
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (B, num_classes), got {tuple(logits.shape)}")
+    checks.not_empty(logits, "logits")
+    B, K = logits.shape
+    checks.ids(y, "y", K, (B,), "(B,)")
+    if not isinstance(info, dict):
+        raise TypeError(f"info must be the dict RecurrentAttention returned, got "
+                        f"{type(info).__name__}")
+    for key in ("logits", "log_prob", "baseline"):
+        checks.tensor(info.get(key), f'info["{key}"]')
+    every = info["logits"]                                                 # (B, G, K)
+    if every.dim() != 3 or every.shape[1] < 1 or (every.shape[0], every.shape[2]) != (B, K):
+        raise ValueError(f'info["logits"] must have shape (B, G, K) with B = {B}, K = {K} and '
+                         f"G >= 1 glimpses, got {tuple(every.shape)}")
+    for key in ("log_prob", "baseline"):
+        if tuple(info[key].shape) != (B, every.shape[1] - 1):
+            raise ValueError(f'info["{key}"] must have shape (B, G - 1) = '
+                             f"{(B, every.shape[1] - 1)}, got {tuple(info[key].shape)}")
     reward = (logits.argmax(-1) == y).to(logits.dtype)                     # R, (B,)
-    every = info["logits"]                                                 # (B, T, K)
     ce = F.cross_entropy(every.flatten(0, 1), y.repeat_interleave(every.shape[1]))
     advantage = reward[:, None] - (info["baseline"].detach() if use_baseline else 0.0)
     policy = -(info["log_prob"] * advantage).sum(1).mean()

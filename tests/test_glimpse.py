@@ -178,5 +178,57 @@ def test_location_network_is_a_convolution_then_soft_argmax():
 def test_reinforce_loss_names_a_wrong_target():
     model = RecurrentAttention(hidden=8)
     logits, info = model(torch.rand(4, 1, 16, 16), return_attention=True)
-    with pytest.raises(ValueError, match=r"y must be a tensor of classes of shape \(B,\) = \(4,\)"):
+    with pytest.raises(ValueError, match=r"y must have shape \(B,\) = \(4,\)"):
         reinforce_loss(logits, torch.zeros(3, dtype=torch.long), info)
+
+
+# --- bad input, one class at a time (issue #28) ----------------------------------------------
+
+_RAM = RecurrentAttention(glimpses=2, hidden=8).eval()
+_LOGITS, _INFO = _RAM(torch.rand(2, 1, 12, 12), return_attention=True)
+_Y = torch.tensor([0, 1])
+
+
+@pytest.mark.parametrize("call, error, words", [
+    # the sensor: locations must be finite floats
+    (lambda: glimpse(torch.rand(2, 1, 8, 8), torch.full((2, 2), float("nan"))), ValueError,
+     "loc must be finite"),
+    (lambda: glimpse(torch.rand(2, 1, 8, 8), torch.zeros(2, 2, dtype=torch.long)), TypeError,
+     "loc must be floating point"),
+    # the model's hyper-parameters
+    (lambda: RecurrentAttention(std=float("nan")), ValueError, "std must be a finite number"),
+    (lambda: RecurrentAttention(std=float("inf")), ValueError, "std must be a finite number"),
+    (lambda: RecurrentAttention(std="0.1"), TypeError, "std must be a number"),
+    (lambda: RecurrentAttention(std=-0.1), ValueError, "std must be a positive number"),
+    (lambda: RecurrentAttention(hidden=0), ValueError, "hidden must be >= 1"),
+    (lambda: RecurrentAttention(num_classes=2.0), TypeError, "num_classes must be an int"),
+    (lambda: RecurrentAttention(glimpses=0), ValueError, "glimpses must be >= 1"),
+    (lambda: _RAM(torch.rand(2, 3, 12, 12)), ValueError, "x must have 1 channels"),
+    (lambda: _RAM(torch.rand(2, 1, 0, 12)), ValueError, "at least one position"),
+    # the loss: classes, their range, the dict the model returned, an empty batch
+    (lambda: reinforce_loss(_LOGITS, _Y.float(), _INFO), TypeError, "y must hold integer ids"),
+    (lambda: reinforce_loss(_LOGITS, [0, 1], _INFO), TypeError, "y must be a torch.Tensor"),
+    (lambda: reinforce_loss(_LOGITS, torch.tensor([0, 10]), _INFO), ValueError,
+     r"y must lie in \[0, 10\)"),
+    (lambda: reinforce_loss(_LOGITS, _Y[:, None], _INFO), ValueError, r"y must have shape \(B,\)"),
+    (lambda: reinforce_loss(_LOGITS[0], _Y, _INFO), ValueError, r"logits must have shape \(B, "),
+    (lambda: reinforce_loss(_LOGITS.tolist(), _Y, _INFO), TypeError, "logits must be a torch.Tensor"),
+    (lambda: reinforce_loss(_LOGITS, _Y, [_INFO]), TypeError, "info must be the dict"),
+    (lambda: reinforce_loss(_LOGITS, _Y, {"logits": _INFO["logits"]}), TypeError,
+     r'info\["log_prob"\] must be a torch.Tensor'),
+    (lambda: reinforce_loss(_LOGITS, _Y, {**_INFO, "baseline": _INFO["baseline"][:, :0]}),
+     ValueError, r'info\["baseline"\] must have shape \(B, G - 1\)'),
+    (lambda: reinforce_loss(_LOGITS, _Y, {**_INFO, "logits": _INFO["logits"][:1]}), ValueError,
+     r'info\["logits"\] must have shape \(B, G, K\)'),
+    (lambda: reinforce_loss(_LOGITS[:0], _Y[:0], {k: t[:0] for k, t in _INFO.items()}),
+     ValueError, "logits must hold at least one sample"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_a_location_outside_the_image_is_moved_to_its_edge():
+    x = torch.rand(1, 1, 8, 8)
+    torch.testing.assert_close(glimpse(x, torch.tensor([[5.0, -3.0]])),
+                               glimpse(x, torch.tensor([[1.0, -1.0]])))
