@@ -10,7 +10,13 @@ r"""Attention in vision practice: the blocks and losses of the systems the field
   taken only on the true class's mask; :func:`masked_bce` takes a loss only where a coarse map
   says "object" (loss masking).
 
-Every module follows ``forward(x, return_attention=False)``.
+The ``return_attention`` contract (``forward(x, return_attention=False)`` returns ``y`` or
+``(y, attn)``) is kept by the one module here whose output *is* attention applied to features:
+:class:`ResidualAttention` (``attn``: the soft mask ``(B, C, H, W)``). The others do not keep it:
+:class:`ConvBNAct` and :class:`Bottleneck` contain no attention; :class:`C2f` contains none
+either (the optional ``attention`` module after it keeps its own contract: call it on the
+block's output to see its weights); :class:`AttentionProposal` *returns* its attention, the
+square ``(centre, side)``, as its output. The losses take tensors and return a scalar.
 
 Taught in: :ref:`chap-residual-attention`, :ref:`chap-scale-attention`,
 :ref:`chap-dense-attention`.
@@ -38,7 +44,7 @@ class ConvBNAct(nn.Sequential):
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int = 1, stride: int = 1, *,
                  act_layer: Callable[[], nn.Module] = nn.SiLU):
-        checks.odd(kernel_size, "kernel_size")
+        checks.odd(kernel_size, "kernel_size"), checks.function(act_layer, "act_layer")
         super().__init__(nn.Conv2d(checks.positive_int(c_in, "c_in"),
                                    checks.positive_int(c_out, "c_out"), kernel_size,
                                    checks.positive_int(stride, "stride"), kernel_size // 2,
@@ -94,15 +100,22 @@ class ResidualAttention(nn.Module):
 
 
 class Bottleneck(nn.Module):
-    """Two 3x3 :class:`ConvBNAct` and a shortcut: ``x + cv2(cv1(x))`` (YOLOv8's bottleneck)."""
+    """Two 3x3 :class:`ConvBNAct` and a shortcut: ``x + cv2(cv1(x))`` (YOLOv8's bottleneck);
+    ``shortcut=False`` leaves the shortcut out: ``cv2(cv1(x))``.
 
-    def __init__(self, channels: int):
+    Shape: ``(B, channels, H, W)`` -> ``(B, channels, H, W)``.
+    """
+
+    def __init__(self, channels: int, *, shortcut: bool = True):
         super().__init__()
+        self.channels, self.shortcut = checks.positive_int(channels, "channels"), bool(shortcut)
         self.cv1 = ConvBNAct(channels, channels, 3)
         self.cv2 = ConvBNAct(channels, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.cv2(self.cv1(x))
+        checks.feature_map(x, "x", self.channels)
+        y = self.cv2(self.cv1(x))
+        return x + y if self.shortcut else y
 
 
 class C2f(nn.Module):
@@ -122,6 +135,9 @@ class C2f(nn.Module):
     Args:
         c_in, c_out: input and output channels (``c_out`` even).
         n: number of bottlenecks.
+        shortcut: each bottleneck adds its input to its output (default True). This is
+            ultralytics' ``C2f(..., shortcut=True)``, the setting of YOLOv8's *backbone*; its
+            neck (the head's C2f blocks) uses ``shortcut=False`` (ultralytics' own default).
         attention: an optional module ``(B, c_out, H, W) -> (B, c_out, H, W)`` after ``cv2``.
 
     Shape:
@@ -132,13 +148,18 @@ class C2f(nn.Module):
         ``ultralytics.nn.modules.block``. Taught in :ref:`chap-residual-attention`.
     """
 
-    def __init__(self, c_in: int, c_out: int, n: int = 1, *, attention: nn.Module | None = None):
+    def __init__(self, c_in: int, c_out: int, n: int = 1, *, shortcut: bool = True,
+                 attention: nn.Module | None = None):
         super().__init__()
         if checks.positive_int(c_out, "c_out") % 2:
             raise ValueError(f"c_out must be even (it is split in two halves), got {c_out}")
         self.c_in, self.c = checks.positive_int(c_in, "c_in"), c_out // 2
+        checks.positive_int(n, "n")
+        if attention is not None and not isinstance(attention, nn.Module):
+            raise TypeError(f"attention must be an nn.Module (or None), got "
+                            f"{type(attention).__name__}")
         self.cv1 = ConvBNAct(c_in, 2 * self.c)
-        self.m = nn.ModuleList(Bottleneck(self.c) for _ in range(checks.positive_int(n, "n")))
+        self.m = nn.ModuleList(Bottleneck(self.c, shortcut=shortcut) for _ in range(n))
         self.cv2 = ConvBNAct((2 + n) * self.c, c_out)
         self.attention = attention if attention is not None else nn.Identity()
 
@@ -194,9 +215,11 @@ def crop_and_zoom(x: torch.Tensor, centre: torch.Tensor, side: torch.Tensor,
     resampled bilinearly to ``size x size``: differentiable in the centre and the side.
 
     Shape: x ``(B, C, H, W)``, centre ``(B, 2)`` (x, y) in [-1, 1], side ``(B,)`` in (0, 1]
-    -> ``(B, C, size, size)``.
+    -> ``(B, C, size, size)``. The values are not checked (that would stop every training
+    step to look at them): a square reaching past the border reads zeros there, a side above 1
+    zooms out, a side of 0 repeats the centre's value.
     """
-    checks.feature_map(x, "x")
+    checks.feature_map(x, "x"), checks.tensor(centre, "centre"), checks.tensor(side, "side")
     B = x.shape[0]
     if centre.shape != (B, 2) or side.shape != (B,):
         raise ValueError(f"centre must be (B, 2) = {(B, 2)} and side (B,) = {(B,)}, got "
@@ -217,13 +240,16 @@ def rank_loss(logits_coarse: torch.Tensor, logits_fine: torch.Tensor, y: torch.T
     logits. The coarse scale's probability is detached: the loss asks the fine scale (and the
     proposal that feeds it) to do better, never the coarse scale to do worse.
 
-    Shape: logits ``(B, K)`` each, y ``(B,)`` integer classes -> a scalar.
+    Shape: logits ``(B, K)`` each (``B >= 1``), y ``(B,)`` integer classes in ``[0, K)``,
+    ``margin`` a finite number -> a scalar.
     """
-    if logits_coarse.shape != logits_fine.shape or logits_coarse.dim() != 2 \
-            or y.shape != logits_coarse.shape[:1]:
-        raise ValueError(f"logits_coarse and logits_fine must both be (B, K) and y (B,), got "
-                         f"{tuple(logits_coarse.shape)}, {tuple(logits_fine.shape)}, "
-                         f"{tuple(y.shape)}")
+    checks.tensor(logits_coarse, "logits_coarse"), checks.tensor(logits_fine, "logits_fine")
+    if logits_coarse.shape != logits_fine.shape or logits_coarse.dim() != 2:
+        raise ValueError(f"logits_coarse and logits_fine must both be (B, K), got "
+                         f"{tuple(logits_coarse.shape)} and {tuple(logits_fine.shape)}")
+    checks.not_empty(logits_coarse, "logits_coarse")
+    checks.ids(y, "y", logits_coarse.shape[1], logits_coarse.shape[:1], "(B,)")
+    checks.number(margin, "margin")
     p1 = logits_coarse.detach().softmax(-1).gather(1, y[:, None])[:, 0]
     p2 = logits_fine.softmax(-1).gather(1, y[:, None])[:, 0]
     return (p1 - p2 + margin).clamp(min=0).mean()
@@ -243,12 +269,13 @@ def decoupled_mask_loss(logits: torch.Tensor, masks: torch.Tensor,
     softmax over classes would make them).
 
     Args:
-        logits: ``(B, K, H, W)`` one mask logit per class.
+        logits: ``(B, K, H, W)`` one mask logit per class (``K >= 1``).
         masks: ``(B, I, H, W)`` the target mask (0 or 1) of each of ``I`` instances per image.
         classes: ``(B, I)`` integer class of each instance, in ``[0, K)``.
 
     Returns:
-        the mean loss, a scalar.
+        the mean loss, a scalar; 0 (with a zero gradient) when there is no instance to score
+        (``B * I = 0``), as in detectron2's mask loss.
 
     Reference:
         K. He, G. Gkioxari, P. Dollar, R. Girshick. *Mask R-CNN*. ICCV 2017, arXiv:1703.06870.
@@ -258,12 +285,9 @@ def decoupled_mask_loss(logits: torch.Tensor, masks: torch.Tensor,
             or masks.shape[-2:] != logits.shape[-2:]:
         raise ValueError(f"logits must be (B, K, H, W) and masks (B, I, H, W) with the same B, H, "
                          f"W, got {tuple(logits.shape)} and {tuple(masks.shape)}")
-    if classes.shape != masks.shape[:2] or classes.is_floating_point():
-        raise ValueError(f"classes must be integers of shape (B, I) = {tuple(masks.shape[:2])}, "
-                         f"got {classes.dtype} {tuple(classes.shape)}")
-    if classes.min() < 0 or classes.max() >= logits.shape[1]:
-        raise ValueError(f"classes must lie in [0, {logits.shape[1]}), got values "
-                         f"{classes.min().item()}..{classes.max().item()}")
+    checks.ids(classes, "classes", logits.shape[1], masks.shape[:2], "(B, I)")
+    if classes.numel() == 0:  # nothing to score: no loss, and no NaN from a mean over nothing
+        return logits.sum() * 0.0
     H, W = masks.shape[-2:]
     idx = classes[:, :, None, None].expand(-1, -1, H, W)              # (B, I, H, W)
     chosen = logits.gather(1, idx)                                     # the true class's mask
@@ -277,16 +301,16 @@ def masked_bce(logits: torch.Tensor, target: torch.Tensor, where: torch.Tensor) 
     a finer branch is taught; elsewhere it gets no gradient. With no position selected the loss
     is 0 (not NaN).
 
-    Shape: ``logits``, ``target``, ``where`` (boolean) all ``(B, 1, H, W)``.
+    Shape: ``logits``, ``target``, ``where`` (boolean) all of one shape, e.g. ``(B, 1, H, W)``.
 
     Reference:
         H. Lin, Z. Shi, Z. Zou. *Fully Convolutional Network With Task Partitioning for Inshore
         Ship Detection in Optical Remote Sensing Images*. IEEE GRSL 14(10), 2017.
     """
     checks.tensor(logits, "logits"), checks.tensor(target, "target")
-    if target.shape != logits.shape or where.shape != logits.shape or where.dtype != torch.bool:
-        raise ValueError(f"target and where (boolean) must have the shape of logits "
-                         f"{tuple(logits.shape)}, got {tuple(target.shape)} and "
-                         f"{where.dtype} {tuple(where.shape)}")
+    if target.shape != logits.shape:
+        raise ValueError(f"target must have the shape of logits {tuple(logits.shape)}, "
+                         f"got {tuple(target.shape)}")
+    checks.bool_mask(where, "where", logits.shape)
     loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     return (loss * where).sum() / where.sum().clamp(min=1)

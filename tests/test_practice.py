@@ -3,7 +3,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from attnlab.practice import (AttentionProposal, C2f, ConvBNAct, ResidualAttention,
+from attnlab import practice
+from attnlab.practice import (AttentionProposal, Bottleneck, C2f, ConvBNAct, ResidualAttention,
                               crop_and_zoom, decoupled_mask_loss, masked_bce, rank_loss)
 from attnlab.spatial import CoordinateAttention
 from attnlab.utils import count_parameters
@@ -132,7 +133,7 @@ def test_decoupled_mask_loss_errors():
     logits, masks = torch.zeros(1, 3, 4, 4), torch.zeros(1, 2, 4, 4)
     with pytest.raises(ValueError, match=r"classes must lie in \[0, 3\)"):
         decoupled_mask_loss(logits, masks, torch.tensor([[0, 3]]))
-    with pytest.raises(ValueError, match=r"classes must be integers of shape \(B, I\)"):
+    with pytest.raises(ValueError, match=r"classes must have shape \(B, I\)"):
         decoupled_mask_loss(logits, masks, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="same B, H, W"):
         decoupled_mask_loss(logits, torch.zeros(1, 2, 4, 5), torch.tensor([[0, 1]]))
@@ -156,7 +157,7 @@ def test_masked_bce_averages_only_where_allowed():
 
 def test_masked_bce_errors():
     x = torch.zeros(1, 1, 2, 2)
-    with pytest.raises(ValueError, match="where"):
+    with pytest.raises(TypeError, match="where must be boolean"):
         masked_bce(x, x, torch.ones(1, 1, 2, 2))            # not boolean
     with pytest.raises(ValueError, match="shape of logits"):
         masked_bce(x, torch.zeros(1, 1, 2, 3), torch.ones(1, 1, 2, 2, dtype=torch.bool))
@@ -209,3 +210,92 @@ def test_rank_loss_by_hand_and_only_the_fine_scale_learns():
     assert fine.grad[0].abs().sum() > 0 and fine.grad[1].abs().sum() == 0
     with pytest.raises(ValueError, match=r"\(B, K\)"):
         rank_loss(coarse, fine[:1], y)
+
+
+# --- C2f's shortcut, the contract the module docstring states, empty inputs (issue #28) ------
+
+@pytest.mark.parametrize("shortcut", [True, False])
+def test_c2f_shortcut_is_documented_and_switchable(shortcut):
+    torch.manual_seed(0)
+    block = C2f(6, 8, 2, shortcut=shortcut).eval()
+    x = torch.randn(2, 6, 5, 5)
+    ys = list(block.cv1(x).chunk(2, dim=1))
+    for b in block.m:
+        inner = b.cv2(b.cv1(ys[-1]))
+        ys.append(ys[-1] + inner if shortcut else inner)
+    torch.testing.assert_close(block(x), block.cv2(torch.cat(ys, 1)))
+    assert "shortcut=True" in C2f.__doc__ and "shortcut=False" in C2f.__doc__
+    torch.manual_seed(0)  # the default is the block with shortcuts, parameter for parameter
+    default = C2f(6, 8, 2).eval()
+    assert all(b.shortcut for b in default.m)
+    if shortcut:
+        torch.testing.assert_close(default(x), block(x), atol=0, rtol=0)
+
+
+def test_the_module_docstring_names_who_keeps_the_contract():
+    doc = practice.__doc__
+    assert "return_attention" in doc and ":class:`ResidualAttention`" in doc
+    assert "do not keep it" in doc
+    y, m = ResidualAttention(2).eval()(torch.randn(1, 2, 4, 4), return_attention=True)
+    assert m.shape == y.shape
+
+
+_L1, _L2, _Y = torch.randn(3, 4), torch.randn(3, 4), torch.tensor([0, 1, 2])
+_LOG, _MSK = torch.randn(2, 3, 4, 4), (torch.rand(2, 2, 4, 4) > 0.5).float()
+_CLS = torch.tensor([[0, 1], [2, 0]])
+
+
+@pytest.mark.parametrize("call, error, words", [
+    # constructors
+    (lambda: ConvBNAct(2, 2, act_layer=3), TypeError, "act_layer must be a function"),
+    (lambda: ConvBNAct(2, 2, stride=0), ValueError, "stride must be >= 1"),
+    (lambda: C2f(4, 4, attention=3), TypeError, "attention must be an nn.Module"),
+    (lambda: C2f(4, 4, n=0), ValueError, "n must be >= 1"),
+    (lambda: C2f(4.0, 4), TypeError, "c_in must be an int"),
+    (lambda: Bottleneck(0), ValueError, "channels must be >= 1"),
+    (lambda: AttentionProposal(True), TypeError, "channels must be an int"),
+    # feature maps
+    (lambda: Bottleneck(4)(torch.randn(1, 3, 4, 4)), ValueError, "x must have 4 channels"),
+    (lambda: AttentionProposal(3)([[1.0]]), TypeError, "a must be a torch.Tensor"),
+    (lambda: ResidualAttention(2)(torch.ones(1, 2, 4, 4, dtype=torch.long)), TypeError,
+     "x must be floating point"),
+    # the crop: tensors of the right kind and shape, an int size
+    (lambda: crop_and_zoom(torch.rand(2, 1, 8, 8), [[0.0, 0.0]] * 2, torch.ones(2), 4), TypeError,
+     "centre must be a torch.Tensor"),
+    (lambda: crop_and_zoom(torch.rand(2, 1, 8, 8), torch.zeros(2, 2), torch.ones(2, dtype=torch.long),
+                           4), TypeError, "side must be floating point"),
+    (lambda: crop_and_zoom(torch.rand(2, 1, 8, 8), torch.zeros(2, 2), torch.ones(2), 0), ValueError,
+     "size must be >= 1"),
+    (lambda: crop_and_zoom(torch.rand(2, 1, 8, 8), torch.zeros(2, 2), torch.ones(2), 2.0), TypeError,
+     "size must be an int"),
+    # the ranking loss: classes, their range, an empty batch, the margin
+    (lambda: rank_loss(_L1, _L2, _Y.float()), TypeError, "y must hold integer ids"),
+    (lambda: rank_loss(_L1, _L2, torch.tensor([0, 1, 4])), ValueError, r"y must lie in \[0, 4\)"),
+    (lambda: rank_loss(_L1, _L2, torch.tensor([0, 1, -1])), ValueError, r"y must lie in \[0, 4\)"),
+    (lambda: rank_loss(_L1, _L2, _Y[:, None]), ValueError, r"y must have shape \(B,\)"),
+    (lambda: rank_loss(_L1.tolist(), _L2, _Y), TypeError, "logits_coarse must be a torch.Tensor"),
+    (lambda: rank_loss(_L1, _L2[:, :3], _Y), ValueError, "must both be"),
+    (lambda: rank_loss(_L1[:0], _L2[:0], _Y[:0]), ValueError, "at least one sample"),
+    (lambda: rank_loss(_L1, _L2, _Y, margin=float("nan")), ValueError, "margin must be a finite"),
+    (lambda: rank_loss(_L1, _L2, _Y, margin="0.1"), TypeError, "margin must be a number"),
+    # the mask losses: integer classes, float targets, boolean masks
+    (lambda: decoupled_mask_loss(_LOG, _MSK, _CLS.float()), TypeError, "classes must hold integer"),
+    (lambda: decoupled_mask_loss(_LOG, _MSK, _CLS.tolist()), TypeError, "classes must be a torch"),
+    (lambda: decoupled_mask_loss(_LOG, _MSK > 0, _CLS), TypeError, "masks must be floating point"),
+    (lambda: decoupled_mask_loss(_LOG, _MSK, -_CLS - 1), ValueError, r"classes must lie in"),
+    (lambda: masked_bce(_LOG, [0.0], _MSK > 0), TypeError, "target must be a torch.Tensor"),
+    (lambda: masked_bce(_LOG[:, :1], _MSK[:, :1], [True]), TypeError, "where must be a boolean"),
+    (lambda: masked_bce(_LOG[:, :1], _MSK[:, :1], _MSK[:, :1, :2] > 0), ValueError,
+     "where must have shape"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_decoupled_mask_loss_with_no_instance_is_zero_not_nan():
+    logits = torch.randn(2, 3, 4, 4, requires_grad=True)
+    for masks, classes in ((_MSK[:, :0], _CLS[:, :0]), (_MSK[:0], _CLS[:0])):
+        loss = decoupled_mask_loss(logits if len(masks) else logits[:0], masks, classes)
+        assert loss.item() == 0.0
+    loss.backward()  # a zero gradient, no error
