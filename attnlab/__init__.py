@@ -23,6 +23,8 @@ One concept per module, each short enough to read beside its chapter. Mechanisms
 - ``attnlab.practice``: residual attention, C2f, RA-CNN's proposal, crop and ranking loss,
   decoupled mask loss, loss masking
   (:ref:`chap-residual-attention`, :ref:`chap-dense-attention`, :ref:`chap-scale-attention`)
+- ``attnlab.positions``: positions inside attention: rotary embeddings (RoPE), ALiBi's linear
+  biases and T5's bucketed relative bias, each through ``MultiHeadAttention``'s seam
 - ``attnlab.checks``: the argument checks every mechanism shares
 
 Helpers (they import the mechanisms, never the reverse):
