@@ -30,7 +30,8 @@ def attention_rollout(attentions, *, head_fusion: str = "mean", residual: bool =
     r"""Roll attention out through the layers: :math:`\hat A_L \cdots \hat A_1`.
 
     Args:
-        attentions: a list of the layers' weights ``(B, h, N, N)``, bottom layer first.
+        attentions: a list of the layers' weights ``(B, h, N, N)``, bottom layer first (one
+            dtype; the number of heads may differ between layers).
         head_fusion: ``"mean"`` (the paper's) or ``"max"`` over the heads.
         residual: add the identity and renormalise the rows (:math:`\tfrac12 A + \tfrac12 I`).
     Shape: -> ``(B, N, N)``; rows of softmax weights stay summing to 1.
@@ -44,6 +45,11 @@ def attention_rollout(attentions, *, head_fusion: str = "mean", residual: bool =
         if a.dim() != 4 or a.shape[2] != a.shape[3] or a.shape[::2] != attentions[0].shape[::2]:
             raise ValueError(f"attentions[{i}] must have shape (B, h, N, N) with the B and N of "
                              f"attentions[0] {tuple(attentions[0].shape)}, got {tuple(a.shape)}")
+        if a.dtype != attentions[0].dtype:
+            raise TypeError(f"attentions[{i}] must have the dtype of attentions[0] "
+                            f"({attentions[0].dtype}), got {a.dtype}")
+        if a.shape[1] == 0:
+            raise ValueError(f"attentions[{i}] must have at least one head, got {tuple(a.shape)}")
         a = a.mean(1) if head_fusion == "mean" else a.amax(1)  # A_l: (B, N, N), heads fused
         if residual:
             a = a + torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)  # A_l + I
@@ -58,7 +64,7 @@ def cls_map(matrix: torch.Tensor, grid) -> torch.Tensor:
     ``(..., gh, gw)``. The [CLS] column is dropped, so the map need not sum to 1.
     """
     checks.tensor(matrix, "matrix")
-    gh, gw = (checks.positive_int(g, "grid") for g in grid)
+    gh, gw = checks.int_pair(grid, "grid")
     if matrix.dim() < 2 or matrix.shape[-2:] != (1 + gh * gw,) * 2:
         raise ValueError(f"matrix must have shape (..., N, N) with N = 1 + {gh}*{gw}, "
                          f"got {tuple(matrix.shape)}")
@@ -68,18 +74,24 @@ def cls_map(matrix: torch.Tensor, grid) -> torch.Tensor:
 def box_share(maps: torch.Tensor, box: torch.Tensor, patch: int, size: int = 8) -> torch.Tensor:
     r"""Share of each map's mass in a ``size x size`` box, :math:`\sum_p m_p c_p / \sum_p m_p`, with
     :math:`c_p` the fraction of patch p's pixels in the box (uniform map: ``size**2/canvas**2``).
-    Shape: maps ``(B, ..., gh, gw)`` >= 0, box ``(B, 2)`` top-left (row, col) -> ``(B, ...)``."""
+    Shape: maps ``(B, ..., gh, gw)`` >= 0, box ``(B, 2)`` integer top-left (row, col) ->
+    ``(B, ...)``. A map with no mass (all zeros) has a share of 0, not NaN."""
     checks.tensor(maps, "maps"), checks.positive_int(patch, "patch")
     checks.positive_int(size, "size")
-    if not isinstance(box, torch.Tensor) or maps.dim() < 3 or box.shape != (maps.shape[0], 2):
-        raise (ValueError if isinstance(box, torch.Tensor) else TypeError)(
-            f"need maps (B, ..., gh, gw) and box (B, 2) tensors of top-left corners, got "
-            f"maps {tuple(maps.shape)}, box {getattr(box, 'shape', box)!r:.40}")
+    if not isinstance(box, torch.Tensor) or box.is_floating_point() or box.dtype == torch.bool:
+        raise TypeError(f"box must be an integer tensor (B, 2) of top-left corners, got "
+                        f"{getattr(box, 'dtype', type(box).__name__)}")
+    if maps.dim() < 3 or box.shape != (maps.shape[0], 2):
+        raise ValueError(f"need maps (B, ..., gh, gw) and box (B, 2) with the same B, got "
+                         f"maps {tuple(maps.shape)}, box {tuple(box.shape)}")
+    if bool((maps < 0).any()):
+        raise ValueError("maps must be >= 0 (weights, a share of mass), got negative values")
     B, grid = maps.shape[0], maps.shape[-2:]
     d = [torch.arange(n * patch, device=maps.device) - box[:, i, None] for i, n in enumerate(grid)]
     r, c = (((x >= 0) & (x < size)).to(maps.dtype).view(B, -1, patch).mean(-1) for x in d)
     cover = (r[:, :, None] * c[:, None, :]).view(B, *[1] * (maps.dim() - 3), *grid)  # c_p = r c
-    return (maps * cover).sum((-2, -1)) / maps.sum((-2, -1))
+    mass = maps.sum((-2, -1))
+    return (maps * cover).sum((-2, -1)) / mass.masked_fill(mass == 0, 1.0)
 
 
 class TinyViT(nn.Module):
@@ -92,6 +104,10 @@ class TinyViT(nn.Module):
     def __init__(self, canvas: int = 20, patch: int = 4, embed_dim: int = 32, depth: int = 2,
                  num_heads: int = 2, num_classes: int = 10, channels: int = 1):
         super().__init__()
+        checks.positive_int(embed_dim, "embed_dim"), checks.positive_int(num_heads, "num_heads")
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim ({embed_dim}) must be divisible by num_heads "
+                             f"({num_heads})")
         if checks.positive_int(canvas, "canvas") % checks.positive_int(patch, "patch"):
             raise ValueError(f"canvas ({canvas}) must be divisible by patch ({patch})")
         self.canvas, self.patch, self.grid = canvas, patch, (canvas // patch,) * 2

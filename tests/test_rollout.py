@@ -145,3 +145,40 @@ def test_tiny_vit_refuses_bad_input():
         model(torch.rand(B, 3, 12, 12))
     with pytest.raises(TypeError, match="x must be floating point"):
         model(torch.ones(B, 1, 12, 12, dtype=torch.uint8))
+
+
+# --- bad input and degenerate maps, one class at a time (issue #28) --------------------------
+
+_A = _softmax_weights(1)[0]
+_BOX = torch.zeros(B, 2, dtype=torch.long)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: attention_rollout([_A, _A.double()]), TypeError, r"attentions\[1\] must have the dtype"),
+    (lambda: attention_rollout([_A[:, :0]]), ValueError, "at least one head"),
+    (lambda: attention_rollout((t for t in [_A])), TypeError, "attentions must be a non-empty list"),
+    (lambda: cls_map(_A, 2), TypeError, "grid must be a pair of ints"),
+    (lambda: cls_map(_A, (2, 2, 1)), TypeError, "grid must be a pair of ints"),
+    (lambda: cls_map(_A, (2, 0)), ValueError, "grid must be >= 1"),
+    (lambda: cls_map(_A, (2.0, 2)), TypeError, "grid must be an int"),
+    (lambda: box_share(torch.rand(B, 3, 3), _BOX.float(), 4), TypeError, "box must be an integer"),
+    (lambda: box_share(torch.rand(B, 3, 3), _BOX.tolist(), 4), TypeError, "box must be an integer"),
+    (lambda: box_share(-torch.rand(B, 3, 3), _BOX, 4), ValueError, "maps must be >= 0"),
+    (lambda: box_share(torch.rand(B, 3, 3), _BOX, 4, size=0), ValueError, "size must be >= 1"),
+    (lambda: box_share(torch.rand(B, 3, 3).long(), _BOX, 4), TypeError, "maps must be floating"),
+    (lambda: TinyViT(embed_dim=30, num_heads=4), ValueError, "divisible by num_heads"),
+    (lambda: TinyViT(embed_dim=2.5), TypeError, "embed_dim must be an int"),
+    (lambda: TinyViT(num_classes=0), ValueError, "num_classes must be >= 1"),
+    (lambda: TinyViT()([[1.0]]), TypeError, "x must be a torch.Tensor"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_box_share_of_a_map_with_no_mass_is_zero_not_nan():
+    maps = torch.rand(B, 2, 3, 3)
+    maps[0, 1] = 0.0  # a dead head: no mass anywhere
+    share = box_share(maps, _BOX, 4)
+    assert torch.isfinite(share).all() and share[0, 1] == 0
+    torch.testing.assert_close(share[1], box_share(maps[1:], _BOX[1:], 4)[0])
