@@ -21,11 +21,14 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from attnlab import checks
+
 __all__ = ["seconds", "saved_bytes", "peak_bytes"]
 
 
 def seconds(fn: Callable[[], object], repeats: int = 3) -> float:
-    """The fastest of ``repeats`` calls of ``fn`` after one warm-up call, in seconds."""
+    """The fastest of ``repeats`` (>= 1) calls of ``fn`` after one warm-up call, in seconds."""
+    checks.function(fn, "fn"), checks.positive_int(repeats, "repeats")
     fn()
     best = float("inf")
     for _ in range(repeats):
@@ -38,9 +41,13 @@ def seconds(fn: Callable[[], object], repeats: int = 3) -> float:
 def saved_bytes(forward: Callable[[], torch.Tensor], exclude: tuple = ()) -> int:
     """Bytes of the tensors autograd saves for backward during one call of ``forward()``.
 
-    Each storage is counted once; storages shared with ``exclude`` (parameters, inputs) are left
-    out.
+    Each storage is counted once; storages shared with ``exclude`` (a tuple or list of tensors:
+    parameters, inputs) are left out.
     """
+    checks.function(forward, "forward")
+    if not isinstance(exclude, (tuple, list)) or \
+            not all(isinstance(t, torch.Tensor) for t in exclude):
+        raise TypeError(f"exclude must be a tuple of tensors, got {exclude!r:.60}")
     skip = {t.untyped_storage().data_ptr() for t in exclude}
     seen: dict[int, int] = {}
 
@@ -93,6 +100,7 @@ def peak_bytes(fn: Callable[[], object]) -> int:
     result count, not what autograd would keep. Every tensor an operation creates is counted
     from its creation until it is freed.
     """
+    checks.function(fn, "fn")
     with torch.no_grad(), _LiveBytes() as live:
         out = fn()
     del out

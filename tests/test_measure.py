@@ -1,4 +1,5 @@
 """attnlab.measure: the memory counters count what they say."""
+import pytest
 import torch
 
 from attnlab.measure import peak_bytes, saved_bytes, seconds
@@ -38,3 +39,21 @@ def test_saved_bytes_and_seconds():
     assert saved_bytes(lambda: x.sin(), exclude=(x,)) == 0
     calls = []
     assert seconds(lambda: calls.append(1), repeats=2) >= 0 and len(calls) == 3
+
+
+# --- bad input (issue #28): a measurement of nothing is refused, not inf -------------------
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: seconds(lambda: None, repeats=0), ValueError, "repeats must be >= 1"),
+    (lambda: seconds(lambda: None, repeats=1.5), TypeError, "repeats must be an int"),
+    (lambda: seconds(3), TypeError, "fn must be a function"),
+    (lambda: saved_bytes(None), TypeError, "forward must be a function"),
+    (lambda: saved_bytes(lambda: torch.ones(1), exclude=torch.ones(1)), TypeError,
+     "exclude must be a tuple of tensors"),
+    (lambda: saved_bytes(lambda: torch.ones(1), exclude=(1,)), TypeError, "exclude must be a tuple"),
+    (lambda: peak_bytes("x * 2"), TypeError, "fn must be a function"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()

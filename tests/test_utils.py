@@ -66,3 +66,39 @@ def test_count_parameters():
     m.bias.requires_grad_(False)
     assert utils.count_parameters(m) == 12
     assert utils.count_parameters(m, trainable_only=False) == 16
+
+
+# --- bad input, one class at a time (issue #28) ----------------------------------------------
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: utils.get_device("gpu"), ValueError, "prefer must name a device"),
+    (lambda: utils.get_device(0), TypeError, "prefer must be a device name"),
+    (lambda: utils.seed_everything("1"), TypeError, "seed must be an int"),
+    (lambda: utils.seed_everything(True), TypeError, "seed must be an int"),
+    (lambda: utils.make_divisible(float("nan")), ValueError, "value must be a finite number"),
+    (lambda: utils.make_divisible(-5), ValueError, "value must be >= 0"),
+    (lambda: utils.make_divisible("8"), TypeError, "value must be a number"),
+    (lambda: utils.make_divisible(10, 2.5), TypeError, "divisor must be an int"),
+    (lambda: utils.make_divisible(10, 8, min_value=0), ValueError, "min_value must be >= 1"),
+    (lambda: utils.make_divisible(10, 8, round_limit=1.5), ValueError, "round_limit must be in"),
+    (lambda: utils.count_parameters([torch.nn.Linear(2, 2)]), TypeError, "module must be"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_get_device_refuses_a_device_the_machine_does_not_have(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="prefer asks for 'cuda'"):
+        utils.get_device("cuda")
+    monkeypatch.setenv("ATTNLAB_DEVICE", "cuda:1")
+    with pytest.raises(ValueError, match="ATTNLAB_DEVICE asks for 'cuda:1'"):
+        utils.get_device()
+    monkeypatch.setenv("ATTNLAB_DEVICE", "tpu-please")
+    with pytest.raises(ValueError, match="ATTNLAB_DEVICE must name a device"):
+        utils.get_device()
+
+
+def test_numpy_integers_are_seeds_too():
+    assert utils.seed_everything(np.int64(5)) == 5 and type(utils.seed_everything(np.int64(5))) is int
