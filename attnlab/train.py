@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from attnlab import checks
+
 __all__ = ["fit", "evaluate", "accuracy"]
 
 
@@ -19,15 +21,27 @@ def _cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
 
 
+def _check_data(data) -> None:
+    """``data`` is a sampler, or ``(X, Y)`` tensors of the same, non-zero length."""
+    if callable(data):
+        return
+    if not (isinstance(data, (tuple, list)) and len(data) == 2
+            and all(isinstance(t, torch.Tensor) for t in data)):
+        raise TypeError("data must be a tuple (X, Y) of tensors or a callable sample(batch_size, "
+                        f"generator), got {type(data).__name__}")
+    X, Y = data
+    if X.dim() == 0 or Y.dim() == 0 or len(X) != len(Y):
+        raise ValueError(f"X and Y must have the same length, got shapes {tuple(X.shape)} and "
+                         f"{tuple(Y.shape)}")
+    checks.not_empty(X, "X", "example")
+
+
 def _batches(data, batch_size: int, generator: torch.Generator):
+    _check_data(data)
     if callable(data):
         while True:
             yield data(batch_size, generator)
-    if not (isinstance(data, (tuple, list)) and len(data) == 2):
-        raise TypeError("data must be a tuple (X, Y) of tensors or a callable sample(batch_size, generator)")
     X, Y = data
-    if len(X) != len(Y):
-        raise ValueError(f"X and Y must have the same length, got {len(X)} and {len(Y)}")
     while True:
         idx = torch.randint(len(X), (batch_size,), generator=generator)
         yield X[idx], Y[idx]
@@ -40,8 +54,10 @@ def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: f
     """Train ``model`` with Adam(W) for ``steps`` minibatches; returns ``{"step": [...], "loss": [...]}``.
 
     Args:
-        data: ``(X, Y)`` tensors or a callable ``sample(batch_size, generator) -> (x, y)``; ``x``
-            may be a tuple of tensors, passed to the model as separate arguments.
+        data: ``(X, Y)`` tensors of the same length (at least one example) or a callable
+            ``sample(batch_size, generator) -> (x, y)``; ``x`` may be a tuple of tensors, passed
+            to the model as separate arguments.
+        steps, batch_size: ints >= 1. ``lr``: a finite number > 0; ``weight_decay``: >= 0.
         loss_fn: ``loss_fn(output, y)``; default cross-entropy over the last dimension.
         device: where to train (default: where the model's parameters are).
         generator: the random stream for batches (default: seeded with 0, so runs repeat).
@@ -50,11 +66,25 @@ def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: f
         foreach: let AdamW update all parameters in a few batched calls (faster for models with
             many small tensors; PyTorch's default on the CPU is one parameter at a time).
     """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    params = list(model.parameters())
+    if not params:
+        raise ValueError("model has no parameters to train")
+    checks.positive_int(steps, "steps"), checks.positive_int(batch_size, "batch_size")
+    checks.positive(lr, "lr")
+    if checks.number(weight_decay, "weight_decay") < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if loss_fn is not None:
+        checks.function(loss_fn, "loss_fn")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if log_every is not None:
+        checks.positive_int(log_every, "log_every")
+    _check_data(data)
     loss_fn = loss_fn or _cross_entropy
     generator = generator or torch.Generator().manual_seed(0)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else params[0].device
     model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, foreach=foreach)
     log_every = log_every or max(1, steps // 50)
@@ -88,7 +118,17 @@ def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: f
 
 
 def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
-    """Fraction of correct argmax predictions; works for (B, K) and (B, T, K) logits."""
+    """Fraction of correct argmax predictions; works for (B, K) and (B, T, K) logits.
+
+    ``target`` holds integer classes in ``[0, K)`` of shape ``logits.shape[:-1]`` exactly (a
+    ``(B, 1)`` target is refused: it would broadcast against ``(B,)`` predictions to ``(B, B)``).
+    """
+    checks.tensor(logits, "logits")
+    if logits.dim() < 2:
+        raise ValueError(f"logits must have shape (B, K) or (B, T, K), got {tuple(logits.shape)}")
+    checks.not_empty(logits, "logits", "prediction")
+    letters = "(B,)" if logits.dim() == 2 else "logits.shape[:-1]"
+    checks.ids(target, "target", logits.shape[-1], logits.shape[:-1], letters)
     return (logits.argmax(-1) == target).float().mean().item()
 
 
@@ -98,12 +138,19 @@ def evaluate(model: torch.nn.Module, X: torch.Tensor, Y: torch.Tensor, *, metric
     """Evaluate ``model`` on ``(X, Y)`` in batches; ``metric`` is ``"accuracy"`` or a callable.
 
     A callable metric gets the concatenated outputs and targets: ``metric(outputs, Y)``.
+    ``X`` and ``Y`` are tensors of the same length, at least one example.
     """
-    if metric == "accuracy":
-        metric = accuracy
+    if isinstance(metric, str):
+        metric = {"accuracy": accuracy}[checks.one_of(metric, "metric", ("accuracy",))]
     elif not callable(metric):
-        raise ValueError(f"metric must be 'accuracy' or a callable, got {metric!r}")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+        raise TypeError(f"metric must be 'accuracy' or a callable, got {type(metric).__name__}")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_data((X, Y))
+    checks.positive_int(batch_size, "batch_size")
+    if device is None:
+        device = next(model.parameters(), torch.empty(0)).device
+    device = torch.device(device)
     model.eval()
     outs = [model(X[i:i + batch_size].to(device)).cpu() for i in range(0, len(X), batch_size)]
     return float(metric(torch.cat(outs), Y.cpu()))

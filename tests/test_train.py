@@ -65,3 +65,58 @@ def test_evaluate_with_a_callable_metric():
     X, Y = linear_task(10)
     mse = train.evaluate(torch.nn.Linear(4, 2), X, Y, metric=lambda out, y: out.square().mean())
     assert mse > 0
+
+
+# --- bad input, one class at a time (issue #28) ----------------------------------------------
+
+_X, _Y = linear_task(8)
+_LIN = torch.nn.Linear(4, 2)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    # fit: the model, the data, the counts and rates
+    (lambda: train.fit(lambda x: x, (_X, _Y), steps=2), TypeError, "model must be a torch.nn.Module"),
+    (lambda: train.fit(torch.nn.ReLU(), (_X, _Y), steps=2), ValueError, "no parameters"),
+    (lambda: train.fit(_LIN, (_X.tolist(), _Y.tolist()), steps=2), TypeError, "data must be"),
+    (lambda: train.fit(_LIN, (_X[:0], _Y[:0]), steps=2), ValueError, "X must hold at least one"),
+    (lambda: train.fit(_LIN, (_X, _Y), steps=2.5), TypeError, "steps must be an int"),
+    (lambda: train.fit(_LIN, (_X, _Y), steps=2, batch_size=0), ValueError, "batch_size must be >= 1"),
+    (lambda: train.fit(_LIN, (_X, _Y), steps=2, lr=0), ValueError, "lr must be a positive number"),
+    (lambda: train.fit(_LIN, (_X, _Y), steps=2, lr=float("nan")), ValueError, "lr must be a finite"),
+    (lambda: train.fit(_LIN, (_X, _Y), steps=2, weight_decay=-1), ValueError, "weight_decay"),
+    (lambda: train.fit(_LIN, (_X, _Y), steps=2, loss_fn="mse"), TypeError, "loss_fn must be"),
+    (lambda: train.fit(_LIN, (_X, _Y), steps=2, generator=0), TypeError, "generator must be"),
+    (lambda: train.fit(_LIN, (_X, _Y), steps=2, log_every=0.5), TypeError, "log_every must be"),
+    # accuracy: the target's shape, kind and range; an empty batch
+    (lambda: train.accuracy(torch.randn(4, 3), torch.zeros(4, 1, dtype=torch.long)), ValueError,
+     r"target must have shape \(B,\) = \(4,\)"),
+    (lambda: train.accuracy(torch.randn(4, 5, 3), torch.zeros(4, 1, dtype=torch.long)), ValueError,
+     "target must have shape logits.shape"),
+    (lambda: train.accuracy(torch.randn(4, 3), torch.zeros(4)), TypeError, "target must hold integer"),
+    (lambda: train.accuracy(torch.randn(4, 3), [0, 1, 2, 0]), TypeError, "target must be a torch"),
+    (lambda: train.accuracy(torch.randn(4, 3), torch.full((4,), 3)), ValueError,
+     r"target must lie in \[0, 3\)"),
+    (lambda: train.accuracy(torch.randn(0, 3), torch.zeros(0, dtype=torch.long)), ValueError,
+     "at least one prediction"),
+    (lambda: train.accuracy(torch.randn(4), torch.zeros(4, dtype=torch.long)), ValueError,
+     r"logits must have shape \(B, K\)"),
+    # evaluate
+    (lambda: train.evaluate(_LIN, _X, _Y, metric=3), TypeError, "metric must be"),
+    (lambda: train.evaluate(_LIN, _X, _Y[:3]), ValueError, "same length"),
+    (lambda: train.evaluate(_LIN, _X[:0], _Y[:0]), ValueError, "at least one example"),
+    (lambda: train.evaluate(_LIN, _X, _Y, batch_size=0), ValueError, "batch_size must be >= 1"),
+    (lambda: train.evaluate(_LIN, _X.tolist(), _Y), TypeError, "data must be"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_accuracy_of_a_b_by_1_target_is_refused_not_broadcast():
+    """Issue #28: a (B, 1) target broadcast against (B,) predictions to (B, B) and gave 0.3125
+    where the true accuracy was 0.75."""
+    logits = torch.eye(4)[[0, 1, 2, 0]] * 5  # predicts 0, 1, 2, 0
+    target = torch.tensor([0, 1, 2, 3])
+    assert train.accuracy(logits, target) == 0.75
+    with pytest.raises(ValueError, match="target must have shape"):
+        train.accuracy(logits, target[:, None])
