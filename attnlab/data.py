@@ -2,15 +2,22 @@ r"""Offline data for every chapter: generated here, or shipped inside a pip pack
 
 Nothing in this module downloads anything, ever. Generators take a ``torch.Generator`` (or a
 seed) so that a seed gives the same data on the same machine.
+
+Arguments are checked with :mod:`attnlab.checks` before anything is drawn: a count that is not an
+int raises :class:`TypeError`, one out of range :class:`ValueError`; a generator asked for what
+it cannot make says so instead of looping.
 """
 from __future__ import annotations
 
 import calendar
 import math
+import numbers
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+
+from attnlab import checks
 
 __all__ = ["regression_target", "kernel_regression_data", "reversal_task",
            "two_positions_task", "overlapping_digits", "window_counts_task",
@@ -26,15 +33,16 @@ def _generator(seed: int | torch.Generator | None) -> torch.Generator:
         return seed
     if seed is None:
         seed = 0
-    if not isinstance(seed, int) or isinstance(seed, bool):
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise TypeError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(int(seed))
 
 
 # === Chapter 1: attention pooling (kernel regression) ======================================
 
 def regression_target(x: torch.Tensor) -> torch.Tensor:
     r"""The smooth function behind :func:`kernel_regression_data`: :math:`f(x) = \sin(2x) + x/2`."""
+    checks.tensor(x, "x")
     return torch.sin(2 * x) + 0.5 * x
 
 
@@ -52,10 +60,8 @@ def kernel_regression_data(n_train: int = 60, n_test: int = 100, noise: float = 
 
     Taught in: :ref:`chap-soft-lookup`.
     """
-    if n_train < 2 or n_test < 1:
-        raise ValueError(f"need n_train >= 2 and n_test >= 1, got {n_train} and {n_test}")
-    if noise < 0:
-        raise ValueError(f"noise must be >= 0, got {noise}")
+    checks.int_at_least(n_train, "n_train", 2), checks.positive_int(n_test, "n_test")
+    checks.non_negative(noise, "noise")
     g = _generator(seed)
     x_train = torch.sort(torch.rand(n_train, generator=g) * 5).values
     y_train = regression_target(x_train) + noise * torch.randn(n_train, generator=g)
@@ -67,8 +73,7 @@ def kernel_regression_data(n_train: int = 60, n_test: int = 100, noise: float = 
 
 def _check_sequence_args(n: int, length: int, vocab: int) -> None:
     for name, v, low in (("n", n, 1), ("length", length, 1), ("vocab", vocab, 2)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        checks.int_at_least(v, name, low)
 
 
 def reversal_task(n: int, length: int = 10, vocab: int = 10,
@@ -108,6 +113,9 @@ def two_positions_task(n: int, length: int = 16, offsets: tuple[int, int] = (-1,
     Taught in: :ref:`chap-multi-head-attention`.
     """
     _check_sequence_args(n, length, 2)
+    if isinstance(offsets, (str, bytes)) or not hasattr(offsets, "__len__") or len(offsets) != 2:
+        raise TypeError(f"offsets must be a pair of ints (o_1, o_2), got {offsets!r:.60}")
+    offsets = tuple(checks.int_at_least(o, "offsets", -length) for o in offsets)
     x = _random_bits(n, length, seed)
     y = torch.stack([torch.roll(x, -o, dims=1) for o in offsets], dim=-1)  # y[t] = x[t + o]
     return x, y
@@ -129,7 +137,7 @@ def window_counts_task(n: int, length: int = 16, window: int = 3,
     Taught in: :ref:`chap-multi-head-attention`.
     """
     _check_sequence_args(n, length, 2)
-    if not isinstance(window, int) or not 1 <= window < length // 2:
+    if not checks.positive_int(window, "window") < length // 2:
         raise ValueError(f"window must be an int in [1, length // 2), got {window!r}")
     x = _random_bits(n, length, seed)
     before = sum(torch.roll(x, j, dims=1) for j in range(1, window + 1))  # x[t - j]
@@ -163,15 +171,14 @@ def digit_split(test_size: int = 500, seed: int = 0):
     from the train images only, test sets from the test images only.
     """
     n = len(load_digit_images()[1])
-    if not isinstance(test_size, int) or not 0 < test_size < n:
+    if not checks.positive_int(test_size, "test_size") < n:
         raise ValueError(f"test_size must be an int in (0, {n}), got {test_size!r}")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    perm = torch.randperm(n, generator=_generator(seed))
     return perm[test_size:], perm[:test_size]
 
 
 def _digit_pool(split: str) -> torch.Tensor:
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    checks.one_of(split, "split", ("train", "test"))
     train, test = digit_split()
     return train if split == "train" else test
 
@@ -197,10 +204,8 @@ def noisy_channel_digits(n: int, channels: int = 4, sigma_signal: float = 0.1,
 
     Taught in: :ref:`chap-channel-attention`.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    if not isinstance(channels, int) or channels < 2:
-        raise ValueError(f"channels must be an int >= 2, got {channels!r}")
+    checks.int_at_least(n, "n", 1), checks.int_at_least(channels, "channels", 2)
+    checks.non_negative(sigma_signal, "sigma_signal"), checks.non_negative(sigma_noise, "sigma_noise")
     images, labels = load_digit_images()
     pool, g = _digit_pool(split), _generator(seed)
     j = pool[torch.randint(len(pool), (n, channels), generator=g)]            # (n, K) digits
@@ -237,11 +242,9 @@ def cluttered_digits(n: int, canvas: int = 20, clutter: int = 4, fragment: int =
 
     Taught in: :ref:`chap-spatial-attention`, :ref:`chap-dense-attention`.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    if not isinstance(canvas, int) or canvas < 8:
-        raise ValueError(f"canvas must be an int >= 8, got {canvas!r}")
-    if not isinstance(fragment, int) or not 1 <= fragment <= 8:
+    checks.int_at_least(n, "n", 1), checks.int_at_least(canvas, "canvas", 8)
+    checks.non_negative_int(clutter, "clutter")
+    if not checks.positive_int(fragment, "fragment") <= 8:
         raise ValueError(f"fragment must be an int in [1, 8], got {fragment!r}")
     images, labels = load_digit_images()
     pool, g = _digit_pool(split), _generator(seed)
@@ -279,10 +282,7 @@ def overlapping_digits(n: int, canvas: int = 16, split: str = "train",
 
     Taught in: :ref:`chap-dense-attention`.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    if not isinstance(canvas, int) or canvas < 13:
-        raise ValueError(f"canvas must be an int >= 13, got {canvas!r}")
+    checks.int_at_least(n, "n", 1), checks.int_at_least(canvas, "canvas", 13)
     images, labels = load_digit_images()
     pool, g = _digit_pool(split), _generator(seed)
     ia = pool[torch.randint(len(pool), (n,), generator=g)]
@@ -322,11 +322,17 @@ def big_and_small_digits(n: int, classes=(0, 1, 2, 3), split: str = "train",
 
     Taught in: :ref:`chap-scale-attention`.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    classes = torch.as_tensor(classes)
-    if classes.dim() != 1 or len(classes) < 2 or not ((0 <= classes) & (classes <= 9)).all():
-        raise ValueError(f"classes must be at least two digits in 0-9, got {classes.tolist()}")
+    checks.int_at_least(n, "n", 1)
+    try:
+        classes = torch.as_tensor(classes)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"classes must be a sequence of ints, got {classes!r:.60}") from None
+    if classes.is_floating_point() or classes.is_complex() or classes.dtype == torch.bool:
+        raise TypeError(f"classes must be ints (digits), got dtype {classes.dtype}")
+    if classes.dim() != 1 or len(classes) < 2 or not ((0 <= classes) & (classes <= 9)).all() \
+            or len(classes.unique()) != len(classes):
+        raise ValueError(f"classes must be at least two distinct digits in 0-9, got "
+                         f"{classes.tolist()}")
     images, labels = load_digit_images()
     pool, g = _digit_pool(split), _generator(seed)
     pool = pool[torch.isin(labels[pool], classes)]
@@ -368,8 +374,7 @@ def digit_captions(n: int, split: str = "train", seed: int | torch.Generator | N
 
     Taught in: :ref:`chap-show-attend-tell`.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    checks.int_at_least(n, "n", 1)
     images, labels = load_digit_images()
     pool, g = _digit_pool(split), _generator(seed)
     ia, ib = pool[torch.randint(len(pool), (2, n), generator=g)]
@@ -410,16 +415,11 @@ def marked_digits(n: int, height: int = 32, width: int = 24, mark: int = 2,
 
     Taught in: :ref:`chap-spatial-attention`.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    if not isinstance(mark, int) or mark < 1:
-        raise ValueError(f"mark must be an int >= 1, got {mark!r}")
-    if not isinstance(height, int) or height < mark + 8:
-        raise ValueError(f"height must be an int >= mark + 8 = {mark + 8}, got {height!r}")
-    if not isinstance(width, int) or width < 16:
-        raise ValueError(f"width must be an int >= 16 (two digits side by side), got {width!r}")
+    checks.int_at_least(n, "n", 1), checks.int_at_least(mark, "mark", 1)
+    checks.int_at_least(height, "height", mark + 8)  # room for the bar and a digit
+    checks.int_at_least(width, "width", 16)  # two digits side by side
     far = height - mark - 8                                               # largest gap
-    if distance is not None and (not isinstance(distance, int) or not 0 <= distance <= far):
+    if distance is not None and not checks.non_negative_int(distance, "distance") <= far:
         raise ValueError(f"distance must be None or an int in [0, {far}], got {distance!r}")
     images, labels = load_digit_images()
     pool, g = _digit_pool(split), _generator(seed)
@@ -467,9 +467,9 @@ def colour_match(n: int, size: int = 16, n_squares: int = 4, n_colours: int = 4,
 
     Taught in: :ref:`chap-non-local`.
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not 1 <= n_colours <= len(PALETTE):
+    checks.int_at_least(n, "n", 1), checks.positive_int(size, "size")
+    checks.positive_int(n_squares, "n_squares"), checks.positive_int(square, "square")
+    if not checks.positive_int(n_colours, "n_colours") <= len(PALETTE):
         raise ValueError(f"n_colours must be in 1..{len(PALETTE)}, got {n_colours}")
     cell = square + 1
     grid = size // cell
@@ -557,20 +557,44 @@ class DateData(NamedTuple):
 
 
 def date_tokens(texts, length: int | None = None) -> torch.Tensor:
-    """Strings -> ``(n, length)`` tokens of :data:`DATE_VOCAB`, padded with 0 (``<pad>``)."""
+    """Strings -> ``(n, length)`` tokens of :data:`DATE_VOCAB`, padded with 0 (``<pad>``).
+
+    ``texts`` is a list of at least one string; ``length`` (default: the longest) an int >= 1.
+    """
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, (list, tuple)) \
+            or not all(isinstance(t, str) for t in texts):
+        raise TypeError(f"texts must be a list of strings, got {texts!r:.60}")
+    if not texts:
+        raise ValueError("texts must hold at least one string")
+    if length is not None:
+        checks.positive_int(length, "length")
     length = length or max(len(t) for t in texts)
     out = torch.full((len(texts), length), PAD, dtype=torch.long)
     for i, t in enumerate(texts):
         bad = [c for c in t if c not in _INDEX]
-        if bad or len(t) > length:
-            raise ValueError(f"cannot encode {t!r}: characters {bad} or longer than {length}")
+        if bad:
+            raise ValueError(f"cannot encode {t!r}: characters {bad} are not in DATE_VOCAB")
+        if len(t) > length:
+            raise ValueError(f"length must be at least {len(t)}, the length of {t!r}, "
+                             f"got {length}")
         out[i, :len(t)] = torch.tensor([_INDEX[c] for c in t], dtype=torch.long)
     return out
 
 
 def date_text(tokens) -> str | list[str]:
-    """Tokens -> string (padding and start tokens dropped); a batch gives a list of strings."""
-    tokens = torch.as_tensor(tokens)
+    """Tokens -> string (padding and start tokens dropped); a batch gives a list of strings.
+
+    ``tokens``: ``(L,)`` or ``(n, L)`` integer ids of :data:`DATE_VOCAB` (a tensor or a list).
+    """
+    if not isinstance(tokens, torch.Tensor):
+        try:
+            tokens = torch.as_tensor(tokens)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"tokens must be a tensor or list of integer ids, got "
+                            f"{tokens!r:.60}") from None
+    checks.ids(tokens.cpu(), "tokens", len(DATE_VOCAB))
+    if tokens.dim() not in (1, 2):
+        raise ValueError(f"tokens must have shape (L,) or (n, L), got {tuple(tokens.shape)}")
     if tokens.dim() == 2:
         return [date_text(row) for row in tokens]
     return "".join(DATE_VOCAB[i] for i in tokens.tolist() if i > BOS)
@@ -596,6 +620,9 @@ def dates(n: int, seed: int | torch.Generator | None = 0, formats=None, length: 
     """
     _check_sequence_args(n, 48 if length is None else length, 2)
     names = list(DATE_FORMATS)
+    if isinstance(formats, (str, bytes)):
+        raise TypeError(f"formats must be a list of format names, got the string {formats!r}: "
+                        f"write [{formats!r}]")
     formats = names if formats is None else list(formats)
     unknown = [f for f in formats if f not in DATE_FORMATS]
     if unknown or not formats:
@@ -627,8 +654,7 @@ def dates(n: int, seed: int | torch.Generator | None = 0, formats=None, length: 
 
 def _token_grid_args(n, side, keys, payloads):
     for name, v, low in (("n", n, 1), ("side", side, 2), ("keys", keys, 2), ("payloads", payloads, 2)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        checks.int_at_least(v, name, low)
 
 
 def matching_pairs(n: int, side: int = 6, keys: int = 64, payloads: int = 10,
@@ -725,7 +751,9 @@ def flash_video(n: int, frames: int = 5, size: int = 8, n_dots: int = 3, flash_f
     Chance, for a model that finds the dots but not the flashed one, is ``1 / n_dots``.
     ``moving=False`` keeps every dot in place (``far`` is then ignored): the control in which
     each place's history is enough. Called as ``flash_video(batch_size, seed=generator)`` it
-    samples fresh batches.
+    samples fresh batches. Videos are drawn at random until they obey the rules; if 20,000
+    draws in a row break them (a canvas too small for ``far`` and ``n_dots``), it gives up with
+    a :class:`ValueError` instead of looping for ever.
 
     Returns:
         ``x`` of shape ``(n, 4, frames, size, size)`` (RGB + flash, values 0/1) and ``y`` of shape
@@ -735,11 +763,10 @@ def flash_video(n: int, frames: int = 5, size: int = 8, n_dots: int = 3, flash_f
     """
     for name, v, low in (("n", n, 1), ("frames", frames, 2), ("size", size, 2),
                          ("n_dots", n_dots, 1), ("far", far, 0)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < low:
-            raise ValueError(f"{name} must be an int >= {low}, got {v!r}")
+        checks.int_at_least(v, name, low)
     if n_dots > 3:
         raise ValueError(f"n_dots must be <= 3 (one colour each: red, green, blue), got {n_dots}")
-    if not isinstance(flash_frame, int) or not 0 <= flash_frame < frames - 1:
+    if not checks.non_negative_int(flash_frame, "flash_frame") < frames - 1:
         raise ValueError(f"flash_frame must be an int in [0, {frames - 2}], got {flash_frame!r}")
     if moving and far > size - 1:
         raise ValueError(f"far={far} cannot be met on a {size}x{size} canvas")
@@ -747,7 +774,7 @@ def flash_video(n: int, frames: int = 5, size: int = 8, n_dots: int = 3, flash_f
     T, k = frames, n_dots
     other = ~torch.eye(k, dtype=torch.bool)                                 # (k, k) pairs of dots
     pos = torch.empty(n, k, T, 2, dtype=torch.long)
-    todo = torch.arange(n)
+    todo, fruitless = torch.arange(n), 0  # candidates drawn since one last obeyed the rules
     while len(todo):  # draw many candidates, keep those that obey the rules, redraw the rest
         m = 8 * len(todo)
         p = _straight_tracks(m, k, T, size, far if moving else 0, g)        # (m, k, T, 2)
@@ -761,6 +788,11 @@ def flash_video(n: int, frames: int = 5, size: int = 8, n_dots: int = 3, flash_f
         keep = ok.nonzero().squeeze(1)[:len(todo)]
         pos[todo[:len(keep)]] = p[keep]
         todo = todo[len(keep):]
+        fruitless = 0 if len(keep) else fruitless + m
+        if fruitless >= 20_000:
+            raise ValueError(f"cannot place {k} dots on a {size}x{size} canvas over {frames} "
+                             f"frames with far={far}: {fruitless} random draws in a row broke "
+                             "the rules; use a larger size, a smaller far or fewer n_dots")
     colour = torch.rand(n, 3, generator=g).argsort(1)[:, :k]                # (n, k) distinct
     cued = torch.randint(0, k, (n,), generator=g)                           # the dot that flashes
     b = torch.arange(n)

@@ -183,3 +183,70 @@ def test_big_and_small_digits():
     assert (x[:, 0][kind > 0] > 0.3).all()
     with pytest.raises(ValueError, match="classes must be"):
         data.big_and_small_digits(2, classes=(3,))
+
+
+# --- bad input, one class at a time (issue #28) ----------------------------------------------
+# A count that is not an int is a TypeError, one out of range a ValueError; nothing hangs.
+
+@pytest.mark.parametrize("call, error, words", [
+    # counts: floats, bools, zero, negative
+    (lambda: data.reversal_task(2.5), TypeError, "n must be an int"),
+    (lambda: data.reversal_task(True), TypeError, "n must be an int"),
+    (lambda: data.reversal_task(0), ValueError, "n must be an int >= 1"),
+    (lambda: data.flash_video(2.0), TypeError, "n must be an int"),
+    (lambda: data.kernel_regression_data(n_train=2.5), TypeError, "n_train must be an int"),
+    (lambda: data.window_counts_task(2, window=2.0), TypeError, "window must be an int"),
+    (lambda: data.cluttered_digits(2, clutter=-1), ValueError, "clutter must be an int >= 0"),
+    (lambda: data.cluttered_digits(2, clutter=1.5), TypeError, "clutter must be an int"),
+    (lambda: data.colour_match(2, square=0), ValueError, "square must be >= 1"),
+    (lambda: data.colour_match(2, size=16.0), TypeError, "size must be an int"),
+    (lambda: data.colour_match(2, n_colours=7), ValueError, "n_colours must be in"),
+    (lambda: data.matching_pairs(2, side=1), ValueError, "side must be an int >= 2"),
+    (lambda: data.majority_payload(2, payloads=1), ValueError, "payloads must be an int >= 2"),
+    (lambda: data.digit_split(0), ValueError, "test_size must be >= 1"),
+    (lambda: data.digit_captions(0), ValueError, "n must be an int >= 1"),
+    (lambda: data.marked_digits(2, mark=0), ValueError, "mark must be an int >= 1"),
+    (lambda: data.flash_video(2, flash_frame=1.0), TypeError, "flash_frame must be an int"),
+    # real-valued hyper-parameters: NaN, inf, negative
+    (lambda: data.kernel_regression_data(noise=float("nan")), ValueError, "noise must be a finite"),
+    (lambda: data.noisy_channel_digits(2, sigma_signal=-1), ValueError, "sigma_signal must be a"),
+    (lambda: data.noisy_channel_digits(2, sigma_noise=float("inf")), ValueError, "sigma_noise"),
+    # seeds, splits, names
+    (lambda: data.digit_split(100, seed=1.5), TypeError, "seed must be an int"),
+    (lambda: data.noisy_channel_digits(2, split="val"), ValueError, "split must be one of"),
+    (lambda: data.dates(2, formats="22.11.2026"), TypeError, "formats must be a list"),
+    (lambda: data.dates(2, length=5), ValueError, "length must be at least"),
+    # sequences of ints
+    (lambda: data.two_positions_task(2, offsets=1), TypeError, "offsets must be a pair of ints"),
+    (lambda: data.two_positions_task(2, offsets=(1.5, 2)), TypeError, "offsets must be an int"),
+    (lambda: data.big_and_small_digits(2, classes=(1, 1)), ValueError, "distinct digits"),
+    (lambda: data.big_and_small_digits(2, classes=(0.5, 1.0)), TypeError, "classes must be ints"),
+    (lambda: data.big_and_small_digits(2, classes="01"), TypeError, "classes must be a sequence"),
+    # tokens and texts
+    (lambda: data.date_tokens("2020"), TypeError, "texts must be a list of strings"),
+    (lambda: data.date_tokens([]), ValueError, "at least one string"),
+    (lambda: data.date_tokens(["2020"], length=0), ValueError, "length must be >= 1"),
+    (lambda: data.date_text([-1, 5]), ValueError, r"tokens must lie in \[0, 43\)"),
+    (lambda: data.date_text([len(data.DATE_VOCAB)]), ValueError, "tokens must lie in"),
+    (lambda: data.date_text(torch.tensor([3.0])), TypeError, "tokens must hold integer ids"),
+    (lambda: data.date_text(torch.tensor(3)), ValueError, r"tokens must have shape \(L,\)"),
+    (lambda: data.regression_target([1.0]), TypeError, "x must be a torch.Tensor"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_flash_video_says_when_it_cannot_place_the_dots():
+    """Issue #28: flash_video(1, size=2, far=1, n_dots=3) passed validation and never returned."""
+    with pytest.raises(ValueError, match="cannot place 3 dots on a 2x2 canvas"):
+        data.flash_video(1, size=2, far=1, n_dots=3)
+    x, _ = data.flash_video(3, size=3, far=2, n_dots=2, seed=0)  # hard, but possible
+    assert x.shape == (3, 4, 5, 3, 3)
+
+
+def test_numpy_integers_are_counts_and_give_the_same_data():
+    np = pytest.importorskip("numpy")
+    a = data.reversal_task(np.int64(4), np.int64(5), np.int64(3), seed=np.int64(2))
+    b = data.reversal_task(4, 5, 3, seed=2)
+    assert torch.equal(a[0], b[0])
