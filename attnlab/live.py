@@ -13,6 +13,12 @@ JupyterLab and Colab as the Altair chart itself, which they render natively. Eac
 figure can carry *checks*: settings of its controls with the weights Python computes for them,
 so a browser test can hold the page's arithmetic to the library's.
 
+A wrong spec fails silently in the reader's browser, far from its cause, so the builders check
+what they embed: scores, values and images are finite numbers (a blocked key's score is
+:data:`BLOCKED`, not ``-inf``, which JSON cannot carry); shapes agree across scores, values,
+labels and masks; masks are boolean (True = may attend); named variants exist; temperatures are
+> 0. Array arguments may be tensors, NumPy arrays or nested lists.
+
 Taught in: every chapter with an "explore" section, first :ref:`chap-soft-lookup`.
 """
 from __future__ import annotations
@@ -27,6 +33,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from attnlab import checks
+
 __all__ = ["softmax_weights", "attention_explorer", "image_attention_explorer",
            "channel_gate_explorer", "cost_explorer", "publish"]
 
@@ -36,24 +44,88 @@ BLOCKED = _BLOCKED = -1e30  # a score the page's softmax treats as -inf (weight 
 def softmax_weights(scores, temperature: float = 1.0, allowed=None) -> np.ndarray:
     """What the page computes: ``softmax(scores / temperature)`` over the last axis, in float64.
 
-    Blocked keys (``allowed`` False) get weight 0; a row with no allowed key gets zeros.
+    Args:
+        scores: ``(..., S)`` numbers; ``-inf`` (or :data:`BLOCKED`) blocks a key, NaN and
+            ``+inf`` are refused.
+        temperature: a finite number > 0.
+        allowed: optional boolean mask (True = may attend) that broadcasts to ``scores``'
+            shape, never beyond it. A float mask of 0 / -inf is refused, not guessed at: pass
+            ``mask == 0``.
+
+    Blocked keys get weight 0; a row with no allowed key gets zeros.
     """
-    s = np.asarray(scores, dtype=np.float64) / temperature
+    s = _as_array(scores, "scores", finite=False)
+    if s.ndim < 1 or np.isnan(s).any() or np.isposinf(s).any():
+        raise ValueError(f"scores must be (..., S) numbers without NaN or +inf, got shape "
+                         f"{s.shape}" + (" with NaN or +inf" if s.ndim else ""))
+    s = s / checks.positive(temperature, "temperature")
     if allowed is not None:
-        s = np.where(np.asarray(allowed, dtype=bool), s, -np.inf)
+        s = np.where(_bool_array(allowed, "allowed", s.shape, broadcast=True), s, -np.inf)
     m = np.max(s, axis=-1, keepdims=True)
     e = np.where(np.isfinite(s), np.exp(s - np.where(np.isfinite(m), m, 0.0)), 0.0)
     z = e.sum(axis=-1, keepdims=True)
     return np.divide(e, z, out=np.zeros_like(e), where=z > 0)
 
 
-def _as_array(x, name: str, ndim: int) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().double().numpy()
-    a = np.asarray(x, dtype=np.float64)
-    if a.ndim != ndim:
+def _plain(x, name: str) -> np.ndarray:
+    """A tensor, an array or nested lists as a NumPy array (no dtype imposed yet)."""
+    if hasattr(x, "detach"):  # a torch tensor, on any device
+        x = x.detach().cpu()
+        x = x.double().numpy() if x.is_floating_point() else x.numpy()
+    try:
+        return np.asarray(x)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{name} must be an array of one shape, got {type(x).__name__}: "
+                         f"{e}") from None
+
+
+def _as_array(x, name: str, ndim: int | None = None, *, finite: bool = True,
+              hint: str = "") -> np.ndarray:
+    """``x`` as float64 numbers (not booleans, strings or None), of ``ndim`` dimensions."""
+    a = _plain(x, name)
+    if a.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must hold numbers, got dtype {a.dtype}")
+    a = a.astype(np.float64)
+    if ndim is not None and a.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions, got shape {a.shape}")
+    if finite and not np.isfinite(a).all():
+        raise ValueError(f"{name} must be finite numbers, got NaN or inf{hint}")
     return a
+
+
+def _bool_array(x, name: str, shape, broadcast: bool = False) -> np.ndarray:
+    """``x`` as a boolean array of ``shape`` (or one that broadcasts to it, never beyond)."""
+    a = _plain(x, name)
+    if a.dtype.kind != "b":
+        raise TypeError(f"{name} must be boolean (True = may attend), got dtype {a.dtype}; "
+                        f"for a float mask of 0 / -inf pass mask == 0")
+    try:
+        ok = np.broadcast_shapes(a.shape, tuple(shape)) == tuple(shape) if broadcast \
+            else a.shape == tuple(shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{name} must have shape {tuple(shape)}"
+                         + (" (or broadcast to it)" if broadcast else "") + f", got {a.shape}")
+    return a
+
+
+def _slider(value, name: str, positive: bool) -> tuple[float, float, float]:
+    """``(low, high, start)`` of a slider: finite, ``low < high``, ``start`` between them."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+        raise TypeError(f"{name} must be a tuple (low, high, start), got {value!r:.60}")
+    low, high, start = (checks.number(v, name) for v in value)
+    if (positive and low <= 0) or not low < high or not low <= start <= high:
+        raise ValueError(f"{name} must be (low, high, start) with {'0 < ' if positive else ''}"
+                         f"low < high and low <= start <= high, got {tuple(value)}")
+    return low, high, start
+
+
+def _text(value, name: str, optional: bool = False):
+    if not (isinstance(value, str) or (optional and value is None)):
+        raise TypeError(f"{name} must be a string{' or None' if optional else ''}, got "
+                        f"{type(value).__name__}")
+    return value
 
 
 def _rounded(a) -> list[float]:
@@ -69,6 +141,9 @@ def _labels(labels, n: int, name: str, variants: Mapping) -> str:
         raise ValueError(f"{name} must have labels for the variants {list(variants)}, "
                          f"got {list(labels)}")
     for v, lab in labels.items():
+        if isinstance(lab, (str, bytes)) or not hasattr(lab, "__len__"):
+            raise TypeError(f"{name} must be a list of labels (or a dict of lists), got "
+                            f"{type(lab).__name__} {lab!r:.40}")
         if len(lab) != n:
             raise ValueError(f"{name} must have {n} labels" + (f" for {v!r}" if v else "")
                              + f", got {len(lab)}")
@@ -100,13 +175,22 @@ def _softmax(chart, group: str = "q"):
                                         "datum.z > 0 ? datum.e / datum.z : 0"))
 
 
-def _variants(scores, ndim: int) -> dict[str, np.ndarray]:
+def _variants(scores, ndim: int, name: str = "scores") -> dict[str, np.ndarray]:
     variants = dict(scores) if isinstance(scores, Mapping) else {"": scores}
-    arrays = {v: _as_array(s, f"scores[{v!r}]" if v else "scores", ndim) for v, s in variants.items()}
+    if not variants:
+        raise ValueError(f"{name} must hold at least one variant, got an empty dict")
+    if not all(isinstance(v, str) for v in variants):
+        raise TypeError(f"{name}'s variants must be named by strings, got {list(variants)!r:.60}")
+    hint = " (a blocked key's score is live.BLOCKED, not -inf)"
+    arrays = {v: _as_array(s, f"{name}[{v!r}]" if v else name, ndim, hint=hint)
+              for v, s in variants.items()}
     shape = next(iter(arrays.values())).shape
     if any(a.shape != shape for a in arrays.values()):
-        raise ValueError(f"every variant's scores must have the same shape, got "
+        raise ValueError(f"every variant's {name} must have the same shape, got "
                          f"{[a.shape for a in arrays.values()]}")
+    if 0 in shape:
+        raise ValueError(f"{name} must have at least one entry along every dimension, "
+                         f"got shape {shape}")
     return arrays
 
 
@@ -124,11 +208,11 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
         keys: ``S`` labels of the keys; ``queries``: ``T`` labels (default: ``keys``). Either may
             be a dict ``{variant: labels}`` when the variants are different sequences (e.g. one
             per example; pad shorter ones with ``""`` labels and :data:`BLOCKED` scores).
-        values: optional ``(h, S)`` (or dict of them) scalar values per key; the page shows the
-            weighted sum :math:`\sum_s \alpha_{ts} v_s` for the chosen query.
+        values: optional ``(h, S)`` (or a dict of them, one per variant) scalar values per key;
+            the page shows the weighted sum :math:`\sum_s \alpha_{ts} v_s` for the chosen query.
         mask: optional ``(T, S)`` boolean, True = may attend; a check box switches it on and off.
-        temperature: ``(low, high, start)`` of the temperature slider; the page uses
-            ``softmax(score / temperature)``.
+        temperature: ``(low, high, start)`` of the temperature slider, ``0 < low < high``; the
+            page uses ``softmax(score / temperature)``.
         cell: width and height in pixels of one key and one query in the heat map.
 
     Returns:
@@ -141,13 +225,21 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
     h, T, S = next(iter(arrays.values())).shape
     queries = keys if queries is None else queries
     key_expr, query_list = _labels(keys, S, "keys", arrays), _labels(queries, T, "queries", arrays)
-    allowed = np.ones((T, S), bool) if mask is None else np.asarray(mask, dtype=bool)
-    if allowed.shape != (T, S):
-        raise ValueError(f"mask must have shape (T, S) = {(T, S)}, got {allowed.shape}")
+    allowed = np.ones((T, S), bool) if mask is None else _bool_array(mask, "mask", (T, S))
+    low, high, start = _slider(temperature, "temperature", positive=True)
+    _text(variant_name, "variant_name"), _text(title, "title", optional=True)
+    cell = checks.int_pair(cell, "cell")
     vals = None
     if values is not None:
         vals = dict(values) if isinstance(values, Mapping) else {v: values for v in arrays}
+        if set(vals) != set(arrays):
+            raise ValueError(f"values must have an entry for each variant {list(arrays)}, "
+                             f"got {list(vals)}")
         vals = {v: _as_array(a, "values", 2) for v, a in vals.items()}
+        for v, a in vals.items():
+            if a.shape != (h, S):
+                raise ValueError(f"values must have shape (h, S) = {(h, S)} (one value per key "
+                                 f"and head)" + (f" for {v!r}" if v else "") + f", got {a.shape}")
 
     # one row per (variant, head, query) with its S scores as arrays; the page flattens them
     rows = [{"v": v, "h": i, "q": t, "k": list(range(S)), "score": _rounded(a[i, t]),
@@ -156,7 +248,6 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
             for v, a in arrays.items() for i in range(h) for t in range(T)]
     flat = ["k", "score", "ok"] + (["value"] if vals is not None else [])
 
-    low, high, start = temperature
     names = list(arrays)
     params = [
         _control("temperature", start, alt.binding_range(min=low, max=high, step=0.01,
@@ -211,9 +302,11 @@ def image_attention_explorer(affinities: Mapping[str, object], image, *, key_gri
             position (``M = h*w`` on ``key_grid``). For the variants named in ``softmax`` these are
             *scores* and the page computes ``softmax(score / temperature)``; for the others they
             are unnormalised pairwise values :math:`f(x_i, x_j)` and the page divides by ``M``.
-        image: ``(H, W, 3)`` RGB in [0, 1] (or ``(H, W)`` grey), drawn for picking the query.
+        image: ``(H, W, 3)`` RGB in [0, 1] (or ``(H, W)`` grey), drawn for picking the query;
+            finite, values outside [0, 1] are clipped.
         key_grid: ``(h, w)`` of the key positions (smaller than the image after subsampling).
-        softmax: the variants whose weights are a softmax (e.g. the Gaussian forms).
+        softmax: the names of the variants whose weights are a softmax (e.g. the Gaussian
+            forms); each must be a variant of ``affinities``.
 
     Returns:
         an ``altair`` chart with the controls ``variant``, ``temperature``, ``qrow``, ``qcol``;
@@ -221,12 +314,21 @@ def image_attention_explorer(affinities: Mapping[str, object], image, *, key_gri
     """
     import altair as alt
 
-    arrays = _variants(affinities, 2)
-    img = np.asarray(image, dtype=np.float64)
+    arrays = _variants(affinities, 2, "affinities")
+    img = _as_array(image, "image")
     img = np.repeat(img[..., None], 3, axis=-1) if img.ndim == 2 else img
+    if img.ndim != 3 or img.shape[-1] != 3 or 0 in img.shape:
+        raise ValueError(f"image must have shape (H, W, 3) or (H, W), got {img.shape}")
     H, W = img.shape[:2]
     N, M = next(iter(arrays.values())).shape
-    kh, kw = key_grid
+    kh, kw = checks.int_pair(key_grid, "key_grid")
+    if isinstance(softmax, (str, bytes)) or not all(isinstance(v, str) for v in softmax):
+        raise TypeError(f"softmax must be a list of variant names, got {softmax!r:.60}")
+    unknown = [v for v in softmax if v not in arrays]
+    if unknown:
+        raise ValueError(f"softmax names variants {unknown} that affinities does not have "
+                         f"{list(arrays)}")
+    checks.positive_int(cell, "cell"), _text(title, "title", optional=True)
     if N != H * W or M != kh * kw:
         raise ValueError(f"affinities must be (H*W, h*w) = ({H * W}, {kh * kw}), got {(N, M)}")
     names = list(arrays)
@@ -283,6 +385,7 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
         feature_map: ``(1, C, H, W)``, the map the gates read, or ``{name: map}`` when each gate
             reads its own network's features.
         groups: colour the channels in this many equal groups (e.g. one per input channel).
+        scale: ``(low, high, start)`` of the slider, ``low < high``.
 
     Returns:
         an ``altair`` chart with the controls ``scale`` and ``variant``.
@@ -292,13 +395,25 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
 
     from attnlab.channel import ChannelGate, EfficientChannelAttention, SqueezeExcite
 
+    if not isinstance(gates, Mapping) or not gates:
+        raise TypeError(f"gates must be a non-empty dict {{name: module}}, got {gates!r:.60}")
     maps = dict(feature_map) if isinstance(feature_map, Mapping) else {n: feature_map for n in gates}
+    if set(maps) != set(gates):
+        raise ValueError(f"feature_map must have a map for each gate {list(gates)}, "
+                         f"got {list(maps)}")
+    checks.positive_int(groups, "groups"), _text(title, "title", optional=True)
+    low, high, start = _slider(scale, "scale", positive=False)
+    widths = {name: checks.feature_map(x, "feature_map").shape[1] for name, x in maps.items()}
+    if len(set(widths.values())) != 1 or any(x.shape[0] != 1 for x in maps.values()):
+        raise ValueError(f"feature_map must have shape (1, C, H, W), the same C for every gate, "
+                         f"got {[tuple(x.shape) for x in maps.values()]}")
     rows = []
     for name, m in gates.items():
         x = maps[name].detach().double().cpu()
-        if x.dim() != 4 or x.shape[0] != 1:
-            raise ValueError(f"feature_map must have shape (1, C, H, W), got {tuple(x.shape)}")
         C = x.shape[1]
+        if getattr(m, "channels", None) not in (None, C):
+            raise ValueError(f"gates[{name!r}] is built for {m.channels} channels, its "
+                             f"feature_map has {C}")
         z_avg, z_max = x.mean(dim=(2, 3))[0], x.amax(dim=(2, 3))[0]  # (C,) each
         m = copy.deepcopy(m).double().cpu()  # leave the caller's module as it is
         with torch.no_grad():
@@ -318,7 +433,6 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
                       "um": float(um[r]), "b1": float(b1[r]), "two": both,
                       "bias": float(b2[c]) * (2 if both else 1), "relu": True}
                      for c in range(C) for r in range(w1.shape[0])]
-    low, high, start = scale
     names = list(gates)
     params = [_control("scale", start, alt.binding_range(min=low, max=high, step=0.01,
                                                          name="input scale s ")),
@@ -349,11 +463,12 @@ def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
     r"""An Altair chart of the cost of attention against size, computed in the page.
 
     Args:
-        sizes: the sizes the slider visits (e.g. image sides).
+        sizes: the sizes the slider visits (e.g. image sides): distinct ints >= 1.
         counted: ``{method: expression}``, a Vega expression in the variable ``n`` (e.g.
             ``"n * n"``) for the counted cost (scores computed) at size ``n``.
-        measured: optional ``{method: values}``, a measurement per size (e.g. memory), drawn
-            as points on the same plot.
+        measured: optional ``{method: values}`` for methods of ``counted``: one measurement per
+            size (e.g. memory), finite and > 0 (the axis is logarithmic), drawn as points on
+            the same plot.
         unit: the unit of ``measured``.
         what: what ``counted`` counts, for the labels (e.g. ``"multiply-adds"``).
 
@@ -363,11 +478,35 @@ def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
     """
     import altair as alt
 
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__") or not len(sizes):
+        raise TypeError(f"sizes must be a non-empty list of ints, got {sizes!r:.60}")
+    sizes = [checks.positive_int(n, "sizes") for n in sizes]
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"sizes must be distinct, got {sizes}")
+    if not isinstance(counted, Mapping) or not counted or not all(
+            isinstance(m, str) and isinstance(e, str) for m, e in counted.items()):
+        raise TypeError(f"counted must be a non-empty dict {{method: expression in n}} of "
+                        f"strings, got {counted!r:.60}")
+    for arg, name in ((unit, "unit"), (size_name, "size_name"), (what, "what")):
+        _text(arg, name)
+    _text(title, "title", optional=True)
+    if measured is not None and not isinstance(measured, Mapping):
+        raise TypeError(f"measured must be a dict {{method: values}}, got "
+                        f"{type(measured).__name__}")
+    for m, values in (measured or {}).items():
+        if m not in counted:
+            raise ValueError(f"measured names a method {m!r} that counted does not have "
+                             f"{list(counted)}")
+        values = _as_array(values, f"measured[{m!r}]", 1)
+        if len(values) != len(sizes) or not (values > 0).all():
+            raise ValueError(f"measured[{m!r}] must hold one value > 0 per size ({len(sizes)}), "
+                             f"got {values.tolist()}")
+
     names = list(counted)
     rows = [{"m": m, "n": int(n), "order": i} for i, m in enumerate(names) for n in sizes]
     if measured:
         for m, values in measured.items():
-            for n, val in zip(sizes, values):
+            for n, val in zip(sizes, _as_array(values, "measured", 1)):
                 rows.append({"m": m, "n": int(n), "measured": float(val), "order": names.index(m)})
     def of(e: str, n: str) -> str:  # the expression with n replaced
         return re.sub(r"\bn\b", n, e)
@@ -414,12 +553,19 @@ def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
 def _expected(checks: Sequence[Mapping]) -> list[dict]:
     """The checks as the page reads them (plain lists, a field to read and a key to sort by)."""
     out = []
+    if isinstance(checks, (str, bytes, Mapping)) or not hasattr(checks, "__iter__"):
+        raise TypeError(f"checks must be a list of dicts, got {type(checks).__name__}")
     for check in checks:
+        if not isinstance(check, Mapping):
+            raise TypeError(f"each check must be a dict, got {type(check).__name__}")
         if not {"params", "values"} <= set(check):
             raise ValueError("each check needs 'params' (control -> value) and 'values'")
+        if not isinstance(check["params"], Mapping):
+            raise TypeError(f"a check's 'params' must be a dict, got "
+                            f"{type(check['params']).__name__}")
         out.append({"params": dict(check["params"]), "field": check.get("field", "weight"),
                     "sort": check.get("sort", "k"),
-                    "values": [float(v) for v in np.asarray(check["values"]).ravel()]})
+                    "values": _as_array(check["values"], "a check's 'values'").ravel().tolist()})
     return out
 
 
@@ -480,13 +626,16 @@ def publish(chart, checks: Sequence[Mapping] = ()):
     """
     from IPython.display import HTML, display
 
+    if not callable(getattr(chart, "to_dict", None)):
+        raise TypeError(f"chart must be an altair chart, got {type(chart).__name__}")
+    expected = _expected(checks)  # checked before anything is shown
     spec = chart.to_dict()
     payload = json.dumps(spec, separators=(",", ":"))
     if not os.environ.get("ATTNLAB_BOOK_BUILD"):
         display(chart)
         return len(payload)
     fig_id = "live-" + uuid.uuid4().hex[:8]
-    expected = html.escape(json.dumps(_expected(checks)), quote=True)
+    expected = html.escape(json.dumps(expected), quote=True)
     safe = payload.replace("</", "<\\/")  # a JSON string may not close the script element
     markup = (f'<div class="attnlab-live" id="{fig_id}" data-checks="{expected}"></div>\n'
               f'<script type="application/json" id="{fig_id}-spec">{safe}</script>'

@@ -43,7 +43,7 @@ def test_explorers_refuse_mismatched_labels_and_shapes():
     with pytest.raises(ValueError, match="scores must have 3 dimensions"):
         live.attention_explorer(torch.randn(3, 4), list("abcd"))
     with pytest.raises(ValueError, match="mask must have shape"):
-        live.attention_explorer(torch.randn(1, 3, 3), list("abc"), mask=torch.ones(2, 3))
+        live.attention_explorer(torch.randn(1, 3, 3), list("abc"), mask=torch.ones(2, 3).bool())
     with pytest.raises(ValueError, match="affinities must be"):
         live.image_attention_explorer({"f": torch.randn(10, 4)}, torch.rand(3, 3, 3), key_grid=(2, 2))
     with pytest.raises(TypeError, match="must be SE, ECA"):
@@ -88,3 +88,117 @@ def test_publish_in_the_book_build_embeds_the_spec_and_the_checks(monkeypatch):
     monkeypatch.delenv("ATTNLAB_BOOK_BUILD")
     live.publish(chart)
     assert shown[-1] is chart  # in Jupyter and Colab: the Altair chart itself
+
+
+# --- what the figures embed is checked (issue #28): a wrong spec fails in Python, not in the page
+
+_S = torch.randn(2, 3, 4)  # (h, T, S)
+_KEYS, _QUERIES = list("wxyz"), list("pqr")
+
+
+def _explore(**kwargs):
+    return live.attention_explorer(kwargs.pop("scores", _S), kwargs.pop("keys", _KEYS),
+                                   queries=kwargs.pop("queries", _QUERIES), **kwargs)
+
+
+@pytest.mark.parametrize("call, error, words", [
+    # softmax_weights: temperature, a boolean mask that fits, scores without NaN or +inf
+    (lambda: live.softmax_weights(_S, 0), ValueError, "temperature must be a positive number"),
+    (lambda: live.softmax_weights(_S, -1.0), ValueError, "temperature must be a positive number"),
+    (lambda: live.softmax_weights(_S, float("nan")), ValueError, "temperature must be a finite"),
+    (lambda: live.softmax_weights(_S, "1"), TypeError, "temperature must be a number"),
+    (lambda: live.softmax_weights(_S, 1.0, torch.zeros(3, 4)), TypeError, "allowed must be boolean"),
+    (lambda: live.softmax_weights(_S, 1.0, torch.ones(5, 2, 3, 4, dtype=torch.bool)), ValueError,
+     "allowed must have shape"),
+    (lambda: live.softmax_weights(np.array([np.nan, 1.0]), 1.0), ValueError, "without NaN"),
+    (lambda: live.softmax_weights(np.array([np.inf, 1.0]), 1.0), ValueError, "without NaN or \\+inf"),
+    (lambda: live.softmax_weights(1.0), ValueError, "scores must be"),
+    (lambda: live.softmax_weights(["a", "b"]), TypeError, "scores must hold numbers"),
+    (lambda: live.softmax_weights(torch.ones(3, dtype=torch.bool)), TypeError, "must hold numbers"),
+    # attention_explorer: shapes agree, masks are boolean, temperatures > 0, labels are lists
+    (lambda: _explore(values=torch.zeros(2, 5)), ValueError, r"values must have shape \(h, S\)"),
+    (lambda: _explore(values=torch.zeros(1, 4)), ValueError, r"values must have shape \(h, S\)"),
+    (lambda: _explore(scores={"a": _S, "b": _S}, values={"a": torch.zeros(2, 4)}), ValueError,
+     "values must have an entry for each variant"),
+    (lambda: _explore(mask=torch.zeros(3, 4)), TypeError, "mask must be boolean"),
+    (lambda: _explore(mask=torch.zeros(3, 4).masked_fill(torch.eye(3, 4) > 0, float("-inf"))),
+     TypeError, "mask must be boolean"),
+    (lambda: _explore(mask=torch.ones(4, 4, dtype=torch.bool)), ValueError, "mask must have shape"),
+    (lambda: _explore(temperature=(0.0, 2.0, 1.0)), ValueError, "temperature must be"),
+    (lambda: _explore(temperature=(0.1, 2.0, 3.0)), ValueError, "low <= start <= high"),
+    (lambda: _explore(temperature=1.0), TypeError, "temperature must be a tuple"),
+    (lambda: _explore(scores=np.full((2, 3, 4), np.nan)), ValueError, "scores must be finite"),
+    (lambda: _explore(scores=np.full((2, 3, 4), -np.inf)), ValueError, "live.BLOCKED"),
+    (lambda: _explore(scores={}), ValueError, "at least one variant"),
+    (lambda: _explore(scores={1: _S}), TypeError, "named by strings"),
+    (lambda: _explore(scores=np.zeros((2, 0, 4)), queries=[]), ValueError, "at least one entry"),
+    (lambda: _explore(keys="wxyz"), TypeError, "keys must be a list of labels"),
+    (lambda: _explore(cell=10), TypeError, "cell must be a pair of ints"),
+    (lambda: _explore(variant_name=3), TypeError, "variant_name must be a string"),
+    # image_attention_explorer: the softmax variants exist, the image is finite and RGB
+    (lambda: live.image_attention_explorer({"a": np.zeros((9, 4))}, np.zeros((3, 3, 3)),
+                                           key_grid=(2, 2), softmax=("b",)), ValueError,
+     r"softmax names variants \['b'\]"),
+    (lambda: live.image_attention_explorer({"a": np.zeros((9, 4))}, np.zeros((3, 3, 3)),
+                                           key_grid=(2, 2), softmax="a"), TypeError,
+     "softmax must be a list"),
+    (lambda: live.image_attention_explorer({"a": np.zeros((9, 4))}, np.full((3, 3, 3), np.nan),
+                                           key_grid=(2, 2)), ValueError, "image must be finite"),
+    (lambda: live.image_attention_explorer({"a": np.zeros((9, 4))}, np.zeros((3, 3, 4)),
+                                           key_grid=(2, 2)), ValueError, r"image must have shape"),
+    (lambda: live.image_attention_explorer({"a": np.zeros((9, 4))}, np.zeros((3, 3, 3)),
+                                           key_grid=4), TypeError, "key_grid must be a pair"),
+    # channel_gate_explorer: maps (1, C, H, W) of the gates' width
+    (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, torch.rand(1, 5, 3, 3)),
+     ValueError, "built for 4 channels"),
+    (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, torch.rand(2, 4, 3, 3)),
+     ValueError, r"feature_map must have shape \(1, C, H, W\)"),
+    (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, [[1.0]]), TypeError,
+     "feature_map must be a torch.Tensor"),
+    (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, {"eca": torch.rand(1, 4, 3, 3)}),
+     ValueError, "a map for each gate"),
+    (lambda: live.channel_gate_explorer({}, torch.rand(1, 4, 3, 3)), TypeError, "gates must be"),
+    (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, torch.rand(1, 4, 3, 3), groups=0),
+     ValueError, "groups must be >= 1"),
+    (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, torch.rand(1, 4, 3, 3),
+                                        scale=(1.0, 0.0, 0.5)), ValueError, "scale must be"),
+    # cost_explorer: one measurement per size, for a counted method; sizes ints >= 1
+    (lambda: live.cost_explorer([1, 2, 3], {"a": "n"}, measured={"a": [1.0, 2.0]}), ValueError,
+     r"one value > 0 per size \(3\)"),
+    (lambda: live.cost_explorer([1, 2], {"a": "n"}, measured={"b": [1.0, 2.0]}), ValueError,
+     "measured names a method 'b'"),
+    (lambda: live.cost_explorer([1, 2], {"a": "n"}, measured={"a": [1.0, float("nan")]}),
+     ValueError, "must be finite"),
+    (lambda: live.cost_explorer([1, 2], {"a": "n"}, measured={"a": [1.0, 0.0]}), ValueError,
+     "value > 0"),
+    (lambda: live.cost_explorer([0, 2], {"a": "n"}), ValueError, "sizes must be >= 1"),
+    (lambda: live.cost_explorer([1.5, 2], {"a": "n"}), TypeError, "sizes must be an int"),
+    (lambda: live.cost_explorer([2, 2], {"a": "n"}), ValueError, "sizes must be distinct"),
+    (lambda: live.cost_explorer([], {"a": "n"}), TypeError, "sizes must be a non-empty list"),
+    (lambda: live.cost_explorer([1, 2], {}), TypeError, "counted must be a non-empty dict"),
+    (lambda: live.cost_explorer([1, 2], {"a": 2}), TypeError, "counted must be"),
+    # publish: a chart, and checks as a list of dicts with finite values
+    (lambda: live.publish(3), TypeError, "chart must be an altair chart"),
+    (lambda: live.publish(_explore(), {"params": {}, "values": [1.0]}), TypeError,
+     "checks must be a list of dicts"),
+    (lambda: live.publish(_explore(), [{"params": {}, "values": [float("nan")]}]), ValueError,
+     "must be finite"),
+    (lambda: live.publish(_explore(), [{"params": 1, "values": [1.0]}]), TypeError,
+     "'params' must be a dict"),
+])
+def test_bad_input_gets_a_clear_error(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_a_float_mask_is_refused_not_inverted():
+    """Issue #28: a 0 / -inf mask was read as boolean (0 -> False, -inf -> True): inverted."""
+    scores = torch.randn(3, 4, dtype=torch.float64)
+    allowed = torch.rand(3, 4) > 0.5
+    additive = torch.zeros(3, 4).masked_fill(~allowed, float("-inf"))
+    with pytest.raises(TypeError, match="mask == 0"):
+        live.softmax_weights(scores, 1.0, additive)
+    np.testing.assert_allclose(live.softmax_weights(scores, 1.0, (additive == 0).numpy()),
+                               AF.masked_softmax(scores, allowed).numpy(), atol=1e-12)
+    # a row mask broadcasts over the queries, never beyond the scores
+    assert live.softmax_weights(scores, 0.5, allowed[0]).shape == (3, 4)
