@@ -37,9 +37,10 @@ import torch
 from torch import nn
 
 from attnlab import checks
-from attnlab.functional import merge_masks, scaled_dot_product_attention
+from attnlab.functional import (causal_mask, merge_masks, scaled_dot_product_attention,
+                                sliding_window_mask)
 
-__all__ = ["SelfAttention", "MultiHeadAttention", "copy_torch_mha_",
+__all__ = ["SelfAttention", "MultiHeadAttention", "KVCache", "copy_torch_mha_",
            "SinusoidalPositionalEncoding", "LearnedPositionalEncoding"]
 
 
@@ -126,6 +127,9 @@ class MultiHeadAttention(nn.Module):
             :func:`attnlab.functional.scaled_dot_product_attention`; another score, normaliser or
             feature map plugs in here as one function (the *seam* for the variants of later
             chapters), with no copy of this class.
+        num_kv_heads: number of key/value heads (default ``num_heads``); each serves
+            ``num_heads / num_kv_heads`` query heads: grouped-query attention, and multi-query
+            attention with 1. ``k_proj`` and ``v_proj`` then have ``num_kv_heads * d`` outputs.
 
     Masks of ``forward``, in the book's convention (**True = may attend**):
 
@@ -133,6 +137,11 @@ class MultiHeadAttention(nn.Module):
       ``(B, h, T, S)`` (any size-1 dimension broadcasts);
     - ``key_mask``: ``(B, S)``, True for real keys, False for padding (or float, added);
     - ``is_causal``: query t sees keys s <= t only (combined with the masks above).
+
+    Decoding with a cache: ``forward(x_new, cache=KVCache())`` appends the new tokens' keys and
+    values (``num_kv_heads`` of them, the memory the cache costs) to the cache and lets the new
+    queries attend causally to everything it holds (a window, if the cache has one): the same
+    outputs as recomputing the whole sequence, at a cost that grows with T instead of T^2.
 
     ``torch.nn.MultiheadAttention`` reads boolean masks the other way round (True = blocked) and
     its 3-D ``attn_mask`` is ``(B*h, T, S)``: give it ``~attn_mask`` and ``~key_mask``.
@@ -142,13 +151,16 @@ class MultiHeadAttention(nn.Module):
         to query: self-attention) -> ``(B, T, D)``; with ``return_attention=True`` also the
         per-head weights ``(B, h, T, S)`` (before dropout).
 
-    Reference: Vaswani et al., *Attention Is All You Need*, 2017, arXiv:1706.03762.
+    Reference: Vaswani et al., *Attention Is All You Need*, 2017, arXiv:1706.03762; Shazeer,
+    *Fast Transformer Decoding: One Write-Head is All You Need*, 2019, arXiv:1911.02150
+    (multi-query); Ainslie et al., *GQA*, 2023, arXiv:2305.13245 (grouped-query).
     Taught in: :ref:`chap-multi-head-attention`.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, kdim: int | None = None,
                  vdim: int | None = None, bias: bool = True, dropout: float = 0.0,
-                 attention: Callable = scaled_dot_product_attention):
+                 attention: Callable = scaled_dot_product_attention,
+                 num_kv_heads: int | None = None):
         super().__init__()
         self.embed_dim = checks.positive_int(embed_dim, "embed_dim")
         self.num_heads = checks.positive_int(num_heads, "num_heads")
@@ -158,13 +170,19 @@ class MultiHeadAttention(nn.Module):
         if not callable(attention):
             raise TypeError(f"attention must be a function like "
                             f"functional.scaled_dot_product_attention, got {type(attention).__name__}")
+        self.num_kv_heads = (num_heads if num_kv_heads is None
+                             else checks.positive_int(num_kv_heads, "num_kv_heads"))
+        if num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads ({num_heads}) must be divisible by num_kv_heads "
+                             f"({self.num_kv_heads}): each key/value head serves a whole group")
         self.head_dim = embed_dim // num_heads
         self.kdim = embed_dim if kdim is None else checks.positive_int(kdim, "kdim")
         self.vdim = embed_dim if vdim is None else checks.positive_int(vdim, "vdim")
         self.attention = attention
+        kv_width = self.num_kv_heads * self.head_dim
         self.q_proj = nn.Linear(embed_dim, embed_dim, bias=bias)  # [W_1^Q ... W_h^Q]
-        self.k_proj = nn.Linear(self.kdim, embed_dim, bias=bias)  # [W_1^K ... W_h^K]
-        self.v_proj = nn.Linear(self.vdim, embed_dim, bias=bias)  # [W_1^V ... W_h^V]
+        self.k_proj = nn.Linear(self.kdim, kv_width, bias=bias)  # [W_1^K ... W_hkv^K]
+        self.v_proj = nn.Linear(self.vdim, kv_width, bias=bias)  # [W_1^V ... W_hkv^V]
         self.out_proj = nn.Linear(embed_dim, embed_dim, bias=bias)  # W^O
 
     @classmethod
@@ -175,20 +193,28 @@ class MultiHeadAttention(nn.Module):
         """
         if not isinstance(mha, nn.MultiheadAttention):
             raise TypeError(f"mha must be a torch.nn.MultiheadAttention, got {type(mha).__name__}")
+        # (torch's module has as many key/value heads as query heads: num_kv_heads stays h)
         ours = cls(mha.embed_dim, mha.num_heads, mha.kdim, mha.vdim,
                    bias=mha.in_proj_bias is not None, dropout=mha.dropout)
         return copy_torch_mha_(ours.to(mha.out_proj.weight), mha)
 
-    def _split(self, x: torch.Tensor) -> torch.Tensor:
+    def _split(self, x: torch.Tensor, heads: int | None = None) -> torch.Tensor:
         B, L, _ = x.shape
-        return x.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, h, L, d)
+        heads = self.num_heads if heads is None else heads
+        return x.view(B, L, heads, self.head_dim).transpose(1, 2)  # (B, heads, L, d)
+
+    def _repeat_kv(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, h_kv, S, d) -> (B, h, S, d): each key/value head serves its group of query heads."""
+        group = self.num_heads // self.num_kv_heads
+        return x if group == 1 else x.repeat_interleave(group, dim=1)
 
     def scores(self, query: torch.Tensor, key: torch.Tensor | None = None) -> torch.Tensor:
         r"""Each head's scaled scores :math:`QK^\top/\sqrt{d}`, ``(B, h, T, S)``, before any
         mask or softmax (what a figure that recomputes the softmax needs)."""
         key = query if key is None else key
         checks.sequence(query, "query", self.embed_dim), checks.sequence(key, "key", self.kdim)
-        q, k = self._split(self.q_proj(query)), self._split(self.k_proj(key))  # (B, h, T|S, d)
+        q = self._split(self.q_proj(query))  # (B, h, T, d)
+        k = self._repeat_kv(self._split(self.k_proj(key), self.num_kv_heads))  # (B, h, S, d)
         return q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)  # (B, h, T, S)
 
     def _mask(self, attn_mask, key_mask, B: int, T: int, S: int):
@@ -211,7 +237,10 @@ class MultiHeadAttention(nn.Module):
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None,
                 value: torch.Tensor | None = None, *, attn_mask: torch.Tensor | None = None,
                 key_mask: torch.Tensor | None = None, is_causal: bool = False,
-                return_attention: bool = False):
+                return_attention: bool = False, cache: "KVCache | None" = None):
+        if cache is not None:
+            return self._forward_cached(query, key, value, attn_mask, key_mask, cache,
+                                        return_attention)
         key = query if key is None else key
         value = key if value is None else value
         checks.sequence(query, "query", self.embed_dim)
@@ -227,8 +256,14 @@ class MultiHeadAttention(nn.Module):
         B, T = query.shape[:2]
         mask = self._mask(attn_mask, key_mask, B, T, key.shape[1])
         q = self._split(self.q_proj(query))  # (B, h, T, d)
-        k = self._split(self.k_proj(key))  # (B, h, S, d)
-        v = self._split(self.v_proj(value))  # (B, h, S, d)
+        k = self._split(self.k_proj(key), self.num_kv_heads)  # (B, h_kv, S, d)
+        v = self._split(self.v_proj(value), self.num_kv_heads)  # (B, h_kv, S, d)
+        return self._attend(q, k, v, mask, is_causal, return_attention)
+
+    def _attend(self, q, k, v, mask, is_causal, return_attention):
+        """The seam, then the heads concatenated and mixed by W^O."""
+        B, _, T, _ = q.shape
+        k, v = self._repeat_kv(k), self._repeat_kv(v)  # (B, h, S, d)
         p = self.dropout if self.training else 0.0
         result = self.attention(q, k, v, mask, dropout_p=p, is_causal=is_causal,
                                 return_attention=return_attention)
@@ -237,9 +272,105 @@ class MultiHeadAttention(nn.Module):
         out = self.out_proj(out)  # W^O
         return (out, weights) if return_attention else out
 
+    def _forward_cached(self, x, key, value, attn_mask, key_mask, cache, return_attention):
+        """Self-attention of the new tokens ``x`` (B, T, D) to every token the cache holds."""
+        if not isinstance(cache, KVCache):
+            raise TypeError(f"cache must be an attnlab.attention.KVCache, got {type(cache).__name__}")
+        if key is not None or value is not None or key_mask is not None:
+            raise ValueError("with a cache, give only the new tokens (self-attention): key, value "
+                             "and key_mask must be None")
+        checks.sequence(x, "query", self.embed_dim)
+        if x.shape[1] == 0:
+            raise ValueError("query must hold at least one new token to decode")
+        q = self._split(self.q_proj(x))  # (B, h, T, d)
+        k = self._split(self.k_proj(x), self.num_kv_heads)  # (B, h_kv, T, d)
+        v = self._split(self.v_proj(x), self.num_kv_heads)
+        k, v, mask = cache.extend(k, v)  # everything held, (B, h_kv, S, d); mask (T, S)
+        if attn_mask is not None:
+            mask = merge_masks(mask, self._mask(attn_mask, None, x.shape[0], x.shape[1], k.shape[2]))
+        return self._attend(q, k, v, mask, False, return_attention)
+
     def extra_repr(self) -> str:
-        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}, head_dim={self.head_dim}, "
-                f"kdim={self.kdim}, vdim={self.vdim}, dropout={self.dropout}")
+        kv = "" if self.num_kv_heads == self.num_heads else f", num_kv_heads={self.num_kv_heads}"
+        return (f"embed_dim={self.embed_dim}, num_heads={self.num_heads}{kv}, "
+                f"head_dim={self.head_dim}, kdim={self.kdim}, vdim={self.vdim}, "
+                f"dropout={self.dropout}")
+
+
+class KVCache:
+    r"""The keys and values of the tokens a layer has seen, for decoding one step at a time.
+
+    Each call of ``MultiHeadAttention.forward(x_new, cache=cache)`` appends the new tokens' keys
+    and values, ``(B, h_kv, T, d)``, and returns the causal mask of the new queries over all that
+    is held. With ``window`` W the cache is a rolling buffer: after each step it keeps the last W
+    tokens (plus the first ``sinks`` tokens, kept for good), and each query sees itself and the
+    W - 1 tokens before it (and the sinks): sliding-window attention, at a memory that no longer
+    grows with the length.
+
+    Args:
+        window: W, or None to keep everything.
+        sinks: number of first tokens kept for good beside the window (needs a window).
+
+    Attributes: ``keys`` and ``values`` ``(B, h_kv, S, d)`` (None before the first step),
+    ``seen`` (tokens appended so far), :attr:`nbytes`.
+
+    Reference: Xiao et al., *Efficient Streaming Language Models with Attention Sinks*, 2023,
+    arXiv:2309.17453.
+    """
+
+    def __init__(self, window: int | None = None, sinks: int = 0):
+        self.window = None if window is None else checks.positive_int(window, "window")
+        if isinstance(sinks, bool) or not isinstance(sinks, int) or sinks < 0:
+            raise ValueError(f"sinks must be an int >= 0, got {sinks!r}")
+        if sinks and window is None:
+            raise ValueError("sinks need a window: without one every token is kept anyway")
+        self.sinks = sinks
+        self.keys = self.values = None
+        self.seen = 0
+
+    def extend(self, k: torch.Tensor, v: torch.Tensor):
+        """Append (B, h_kv, T, d) keys and values; return all held keys, values and the new
+        queries' mask (T, S), then drop what the window no longer needs."""
+        if self.keys is not None and (k.shape[:2] != self.keys.shape[:2]
+                                      or k.shape[-1] != self.keys.shape[-1]
+                                      or v.shape[-1] != self.values.shape[-1]
+                                      or k.dtype != self.keys.dtype):
+            raise ValueError(f"cache holds keys of shape (B, h_kv, S, d) = "
+                             f"{tuple(self.keys.shape)} ({self.keys.dtype}); new keys "
+                             f"{tuple(k.shape)} ({k.dtype}) do not match: one cache per layer "
+                             "and per batch")
+        keys = k if self.keys is None else torch.cat((self.keys, k), dim=2)  # (B, h_kv, S, d)
+        values = v if self.values is None else torch.cat((self.values, v), dim=2)
+        T, S = k.shape[2], keys.shape[2]
+        if self.window is None:
+            mask = causal_mask(T, S, device=k.device)
+        else:  # the sinks are the first entries of the buffer, the rest is contiguous
+            mask = sliding_window_mask(T, S, self.window, self.sinks, device=k.device)
+        self.seen += T
+        self.keys, self.values = keys, values
+        if self.window is not None:
+            self._trim()
+        return keys, values, mask
+
+    def _trim(self) -> None:
+        S, keep = self.keys.shape[2], self.sinks + self.window
+        if S > keep:
+            index = torch.cat((torch.arange(self.sinks), torch.arange(S - self.window, S)))
+            index = index.to(self.keys.device)
+            self.keys, self.values = self.keys[:, :, index], self.values[:, :, index]
+
+    def __len__(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held: 2 x B x h_kv x S x d x bytes per number."""
+        if self.keys is None:
+            return 0
+        return self.keys.numel() * self.keys.element_size() * 2
+
+    def __repr__(self) -> str:
+        return f"KVCache(window={self.window}, sinks={self.sinks}, held={len(self)}, seen={self.seen})"
 
 
 def copy_torch_mha_(dst: nn.Module, mha: nn.MultiheadAttention) -> nn.Module:

@@ -46,7 +46,8 @@ from attnlab import checks
 
 __all__ = [
     "dot_product_score", "scaled_dot_product_score", "additive_score", "cosine_score",
-    "masked_softmax", "causal_mask", "merge_masks", "scaled_dot_product_attention",
+    "masked_softmax", "causal_mask", "sliding_window_mask", "merge_masks",
+    "scaled_dot_product_attention",
 ]
 
 
@@ -176,6 +177,26 @@ def causal_mask(T: int, S: int | None = None, device=None) -> torch.Tensor:
     S = T if S is None else S
     checks.positive_int(T, "T"), checks.positive_int(S, "S")
     return torch.ones(T, S, dtype=torch.bool, device=device).tril(diagonal=S - T)
+
+
+def sliding_window_mask(T: int, S: int | None = None, window: int = 1, sinks: int = 0,
+                        device=None) -> torch.Tensor:
+    r"""Boolean ``(T, S)`` band: query t sees key s when :math:`0 \le t - s < W` (itself and the
+    W - 1 keys before it), and, with ``sinks`` > 0, the first ``sinks`` keys as well.
+
+    As in :func:`causal_mask`, with ``S > T`` the queries are the last T positions.
+
+    Reference: Beltagy, Peters, Cohan, *Longformer*, 2020, arXiv:2004.05150 (sliding windows);
+    Xiao et al., *Efficient Streaming Language Models with Attention Sinks*, 2023,
+    arXiv:2309.17453 (sinks).
+    """
+    S = T if S is None else S
+    checks.positive_int(T, "T"), checks.positive_int(S, "S"), checks.positive_int(window, "window")
+    if isinstance(sinks, bool) or not isinstance(sinks, int) or sinks < 0:
+        raise ValueError(f"sinks must be an int >= 0, got {sinks!r}")
+    t = torch.arange(S - T, S, device=device)[:, None]  # (T, 1)
+    s = torch.arange(S, device=device)[None, :]  # (1, S)
+    return (s <= t) & ((t - s < window) | (s < sinks))  # (T, S)
 
 
 def merge_masks(a: torch.Tensor | None, b: torch.Tensor | None) -> torch.Tensor | None:
