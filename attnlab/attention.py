@@ -138,6 +138,9 @@ class MultiHeadAttention(nn.Module):
     - ``key_mask``: ``(B, S)``, True for real keys, False for padding (or float, added);
     - ``is_causal``: query t sees keys s <= t only (combined with the masks above).
 
+    ``head_mask`` ``(h,)`` or ``(B, h)`` multiplies each head's output before :math:`W^O`
+    (1 keeps a head, 0 removes it: ablation, with no state kept in the module).
+
     Decoding with a cache: ``forward(x_new, cache=KVCache())`` appends the new tokens' keys and
     values (``num_kv_heads`` of them, the memory the cache costs) to the cache and lets the new
     queries attend causally to everything it holds (a window, if the cache has one): the same
@@ -237,10 +240,11 @@ class MultiHeadAttention(nn.Module):
     def forward(self, query: torch.Tensor, key: torch.Tensor | None = None,
                 value: torch.Tensor | None = None, *, attn_mask: torch.Tensor | None = None,
                 key_mask: torch.Tensor | None = None, is_causal: bool = False,
-                return_attention: bool = False, cache: "KVCache | None" = None):
+                return_attention: bool = False, cache: "KVCache | None" = None,
+                head_mask: torch.Tensor | None = None):
         if cache is not None:
             return self._forward_cached(query, key, value, attn_mask, key_mask, cache,
-                                        return_attention)
+                                        return_attention, head_mask)
         key = query if key is None else key
         value = key if value is None else value
         checks.sequence(query, "query", self.embed_dim)
@@ -258,21 +262,29 @@ class MultiHeadAttention(nn.Module):
         q = self._split(self.q_proj(query))  # (B, h, T, d)
         k = self._split(self.k_proj(key), self.num_kv_heads)  # (B, h_kv, S, d)
         v = self._split(self.v_proj(value), self.num_kv_heads)  # (B, h_kv, S, d)
-        return self._attend(q, k, v, mask, is_causal, return_attention)
+        return self._attend(q, k, v, mask, is_causal, return_attention, head_mask)
 
-    def _attend(self, q, k, v, mask, is_causal, return_attention):
+    def _attend(self, q, k, v, mask, is_causal, return_attention, head_mask=None):
         """The seam, then the heads concatenated and mixed by W^O."""
         B, _, T, _ = q.shape
+        if head_mask is not None:
+            checks.tensor(head_mask, "head_mask")
+            if head_mask.shape not in ((self.num_heads,), (B, self.num_heads)):
+                raise ValueError(f"head_mask must have shape (h,) or (B, h) = "
+                                 f"{(B, self.num_heads)}, got {tuple(head_mask.shape)}")
         k, v = self._repeat_kv(k), self._repeat_kv(v)  # (B, h, S, d)
         p = self.dropout if self.training else 0.0
         result = self.attention(q, k, v, mask, dropout_p=p, is_causal=is_causal,
                                 return_attention=return_attention)
         out, weights = result if return_attention else (result, None)  # (B, h, T, d)
+        if head_mask is not None:  # 1 keeps a head's output, 0 removes it (ablation)
+            out = out * head_mask.to(out.dtype).reshape(-1, self.num_heads, 1, 1)
         out = out.transpose(1, 2).reshape(B, T, self.embed_dim)  # concatenate heads: (B, T, D)
         out = self.out_proj(out)  # W^O
         return (out, weights) if return_attention else out
 
-    def _forward_cached(self, x, key, value, attn_mask, key_mask, cache, return_attention):
+    def _forward_cached(self, x, key, value, attn_mask, key_mask, cache, return_attention,
+                        head_mask):
         """Self-attention of the new tokens ``x`` (B, T, D) to every token the cache holds."""
         if not isinstance(cache, KVCache):
             raise TypeError(f"cache must be an attnlab.attention.KVCache, got {type(cache).__name__}")
@@ -288,7 +300,7 @@ class MultiHeadAttention(nn.Module):
         k, v, mask = cache.extend(k, v)  # everything held, (B, h_kv, S, d); mask (T, S)
         if attn_mask is not None:
             mask = merge_masks(mask, self._mask(attn_mask, None, x.shape[0], x.shape[1], k.shape[2]))
-        return self._attend(q, k, v, mask, False, return_attention)
+        return self._attend(q, k, v, mask, False, return_attention, head_mask)
 
     def extra_repr(self) -> str:
         kv = "" if self.num_kv_heads == self.num_heads else f", num_kv_heads={self.num_kv_heads}"

@@ -1,0 +1,166 @@
+r"""A tiny causal language model: the Transformer decoder of today's language models, small.
+
+.. math::
+
+    h^{(0)} = E[x] \;(+\, P), \qquad
+    h^{(\ell)} = u + \operatorname{MLP}(\operatorname{LN}(u)), \;
+    u = h^{(\ell-1)} + \operatorname{MHA}(\operatorname{LN}(h^{(\ell-1)})), \qquad
+    \text{logits} = \operatorname{LN}(h^{(L)})\, W_U
+
+Pre-norm blocks of causal :class:`attnlab.attention.MultiHeadAttention` (so every softmax runs in
+the book's one kernel) and, unless ``mlp=False`` (an *attention-only* model), a two-layer MLP.
+Where positions come from is one argument:
+
+- ``"learned"`` or ``"sinusoidal"``: vectors added to the token embeddings (absolute);
+- ``"rope"``: rotary embeddings of queries and keys (:class:`attnlab.positions.RotaryAttention`);
+- ``"alibi"``: linear biases on the scores (:class:`attnlab.positions.ALiBiAttention`);
+- ``"none"``: nothing but the causal mask (NoPE).
+
+:meth:`TinyLM.forward` takes a list of :class:`attnlab.attention.KVCache` (one per layer) to
+decode step by step, and ``head_mask`` ``(L, h)`` to remove heads (ablation);
+:meth:`TinyLM.generate` decodes greedily or by sampling, with an optional window and sinks.
+
+Shapes: ids ``(B, T)`` -> logits ``(B, T, V)``; with ``return_attention=True`` also a list of L
+weight tensors ``(B, h, T, S)``.
+
+References: Radford et al., *Language Models are Unsupervised Multitask Learners*, 2019 (GPT-2's
+pre-norm decoder); Xiong et al., *On Layer Normalization in the Transformer Architecture*, 2020,
+arXiv:2002.04745; Elhage et al., *A Mathematical Framework for Transformer Circuits*, 2021
+(attention-only models).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from attnlab import checks
+from attnlab.attention import (KVCache, LearnedPositionalEncoding, MultiHeadAttention,
+                               SinusoidalPositionalEncoding)
+from attnlab.functional import scaled_dot_product_attention
+from attnlab.positions import ALiBiAttention, RotaryAttention
+
+__all__ = ["TinyLM", "POSITIONS"]
+
+POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
+
+
+class _Block(nn.Module):
+    def __init__(self, embed_dim, num_heads, num_kv_heads, attention, mlp, dropout):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(embed_dim)
+        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout=dropout, attention=attention,
+                                       num_kv_heads=num_kv_heads)
+        self.mlp = None
+        if mlp:
+            self.ln2 = nn.LayerNorm(embed_dim)
+            self.mlp = nn.Sequential(nn.Linear(embed_dim, 4 * embed_dim), nn.GELU(),
+                                     nn.Linear(4 * embed_dim, embed_dim))
+
+    def forward(self, x, cache, head_mask, return_attention):
+        a = self.ln1(x)
+        kw = dict(head_mask=head_mask, return_attention=return_attention)
+        out = self.attn(a, cache=cache, **kw) if cache is not None else \
+            self.attn(a, is_causal=True, **kw)
+        out, weights = out if return_attention else (out, None)
+        x = x + out
+        if self.mlp is not None:
+            x = x + self.mlp(self.ln2(x))
+        return x, weights
+
+
+class TinyLM(nn.Module):
+    r"""A small causal Transformer language model (see the module docstring).
+
+    Args:
+        vocab_size: V, the number of token ids.
+        embed_dim: width D.
+        num_heads: h per layer.
+        num_layers: L.
+        num_kv_heads: key/value heads per layer (default h; 1 = multi-query).
+        positions: one of :data:`POSITIONS`.
+        max_len: the longest sequence ``"learned"`` and ``"sinusoidal"`` positions cover.
+        mlp: False for an attention-only model.
+        dropout: on the attention weights.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int = 64, num_heads: int = 4,
+                 num_layers: int = 2, *, num_kv_heads: int | None = None,
+                 positions: str = "rope", max_len: int = 512, mlp: bool = True,
+                 dropout: float = 0.0):
+        super().__init__()
+        self.vocab_size = checks.positive_int(vocab_size, "vocab_size")
+        self.embed_dim = checks.positive_int(embed_dim, "embed_dim")
+        self.num_heads = checks.positive_int(num_heads, "num_heads")
+        self.num_layers = checks.positive_int(num_layers, "num_layers")
+        self.positions = checks.one_of(positions, "positions", POSITIONS)
+        self.max_len = checks.positive_int(max_len, "max_len")
+        self.embed = nn.Embedding(vocab_size, embed_dim)
+        self.pos = None  # absolute positions, added to the tokens
+        if positions == "learned":
+            self.pos = LearnedPositionalEncoding(embed_dim, max_len)
+        elif positions == "sinusoidal":
+            self.pos = SinusoidalPositionalEncoding(embed_dim, max_len)
+        attention = scaled_dot_product_attention  # positions inside attention, or none at all
+        if positions == "rope":
+            attention = RotaryAttention()
+        elif positions == "alibi":
+            attention = ALiBiAttention(num_heads)
+        self.blocks = nn.ModuleList(_Block(embed_dim, num_heads, num_kv_heads, attention,
+                                           bool(mlp), dropout) for _ in range(num_layers))
+        self.ln_f = nn.LayerNorm(embed_dim)
+        self.unembed = nn.Linear(embed_dim, vocab_size, bias=False)  # W_U
+
+    def new_caches(self, window: int | None = None, sinks: int = 0) -> list[KVCache]:
+        """One empty :class:`KVCache` per layer."""
+        return [KVCache(window, sinks) for _ in self.blocks]
+
+    def forward(self, ids: torch.Tensor, *, caches: list[KVCache] | None = None,
+                head_mask: torch.Tensor | None = None, return_attention: bool = False):
+        ids = checks.ids(ids, "ids", self.vocab_size)
+        if ids.dim() != 2 or ids.shape[1] == 0:
+            raise ValueError(f"ids must have shape (B, T) with T >= 1, got {tuple(ids.shape)}")
+        if caches is not None and (not isinstance(caches, (list, tuple))
+                                   or len(caches) != self.num_layers):
+            raise ValueError(f"caches must be a list of {self.num_layers} KVCache, one per "
+                             "layer (model.new_caches())")
+        if head_mask is not None:
+            checks.tensor(head_mask, "head_mask")
+            if head_mask.shape != (self.num_layers, self.num_heads):
+                raise ValueError(f"head_mask must have shape (L, h) = "
+                                 f"{(self.num_layers, self.num_heads)}, got {tuple(head_mask.shape)}")
+        x = self.embed(ids)  # (B, T, D)
+        if self.pos is not None:
+            start = 0 if caches is None else caches[0].seen  # absolute position of ids[:, 0]
+            if start + ids.shape[1] > self.max_len:
+                raise ValueError(f"{self.positions} positions cover {self.max_len} tokens; "
+                                 f"position {start + ids.shape[1] - 1} is beyond them")
+            x = x + self.pos.pe[start:start + ids.shape[1]].to(x.dtype)
+        weights = []
+        for i, block in enumerate(self.blocks):
+            x, w = block(x, None if caches is None else caches[i],
+                         None if head_mask is None else head_mask[i], return_attention)
+            weights.append(w)
+        logits = self.unembed(self.ln_f(x))  # (B, T, V)
+        return (logits, weights) if return_attention else logits
+
+    @torch.no_grad()
+    def generate(self, ids: torch.Tensor, steps: int, *, window: int | None = None,
+                 sinks: int = 0, temperature: float = 0.0,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """Continue ``ids`` ``(B, T)`` by ``steps`` tokens with a cache per layer; greedy when
+        ``temperature`` is 0, else sampled. Returns ``(B, T + steps)``."""
+        steps = checks.non_negative_int(steps, "steps")
+        temperature = checks.number(temperature, "temperature")
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        caches = self.new_caches(window, sinks)
+        out, logits = ids, self(ids, caches=caches)[:, -1]  # (B, V)
+        for _ in range(steps):
+            if temperature == 0:
+                nxt = logits.argmax(-1, keepdim=True)
+            else:
+                probs = torch.softmax(logits / temperature, -1)
+                nxt = torch.multinomial(probs, 1, generator=generator)
+            out = torch.cat((out, nxt), dim=1)
+            logits = self(nxt, caches=caches)[:, -1]
+        return out
