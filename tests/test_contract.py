@@ -280,3 +280,37 @@ def test_seams_refuse_bad_input_as_the_kernel_does(name):
         fn(q, k, v, torch.ones(T, T + 1, dtype=torch.int32))
     with pytest.raises(ValueError, match="mask of shape"):
         fn(q, k, v, torch.ones(3, T, T + 1, dtype=torch.bool))
+
+
+def test_checks_module_rules_added_for_the_later_chapters():
+    assert checks.int_at_least(np.int64(3), "n", 2) == 3
+    with pytest.raises(ValueError, match="n must be an int >= 2"):
+        checks.int_at_least(1, "n", 2)
+    assert checks.non_negative_int(0, "k") == 0
+    with pytest.raises(TypeError, match="k must be an int"):
+        checks.non_negative_int(0.0, "k")
+    with pytest.raises(ValueError, match="t must be a finite number"):
+        checks.positive(float("inf"), "t")
+    with pytest.raises(ValueError, match="t must be a positive number"):
+        checks.positive(0, "t")
+    with pytest.raises(TypeError, match="t must be a number"):
+        checks.number(True, "t")
+    with pytest.raises(ValueError, match="s must be a number >= 0"):
+        checks.non_negative(-1e-9, "s")
+    with pytest.raises(TypeError, match="f must be a function"):
+        checks.function(3, "f")
+    y = torch.tensor([0, 2])
+    assert checks.ids(y, "y", 3, (2,), "(B,)") is y
+    with pytest.raises(ValueError, match=r"y must lie in \[0, 2\)"):
+        checks.ids(y, "y", 2)
+    with pytest.raises(ValueError, match=r"y must have shape \(B,\) = \(3,\)"):
+        checks.ids(y, "y", 3, (3,), "(B,)")
+    with pytest.raises(TypeError, match="y must hold integer ids"):
+        checks.ids(y.float(), "y", 3)
+    with pytest.raises(ValueError, match="x must hold at least one sample"):
+        checks.not_empty(torch.zeros(0, 3), "x")
+    with pytest.raises(TypeError, match="m must be boolean"):
+        checks.bool_mask(torch.zeros(2), "m", (2,))
+    assert checks.int_pair([2, np.int64(3)], "grid") == (2, 3)
+    with pytest.raises(TypeError, match="grid must be a pair"):
+        checks.int_pair(4, "grid")
