@@ -170,7 +170,8 @@ def train_seeds(make_model: Callable[[], torch.nn.Module], data, seeds, *, steps
         make_model: builds a fresh, untrained model.
         data: as for :func:`fit`.
         seeds: the seeds, e.g. ``range(SEED, SEED + 3)``.
-        steps, **fit_kwargs: passed to :func:`fit` (``progress`` defaults to False).
+        steps: training steps per seed; ``fit_kwargs``: passed to :func:`fit` (``progress``
+            defaults to False).
     """
     from .utils import seed_everything
 
