@@ -206,3 +206,34 @@ def test_every_solution_passes_its_checker_and_every_stub_waits(chapter):
     assert "Not yet. " not in page, "a solution's checker printed 'Not yet.'"
     assert page.count("Not done yet. ") == len(checked), checked
     assert page.count("Correct! ") >= len(checked), checked
+
+
+# Blocks that would scroll sideways: code, printed output, display math, tables in the article.
+OVERFLOW = """() => {
+  const sel = 'pre, mjx-container[display="true"], div.math, .cell_output .output, article table';
+  const out = [];
+  for (const el of document.querySelectorAll('article ' + sel.split(', ').join(', article '))) {
+    if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1)
+      out.push(el.tagName + ': ' + (el.innerText || '').split('\\n')[0].slice(0, 80));
+  }
+  const code = [...document.querySelectorAll('article div.cell_input pre')].map(e => e.innerText);
+  return {overflow: out, code: code};
+}"""
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_page_reads_like_a_book(browser, chapter):
+    """No block scrolls sideways at 1280 or 1920 px, and no build machinery is shown: no NBVAL
+    markers, no glue(...) or target(...) lines among the code."""
+    for width in (1280, 1920):
+        context = browser.new_context(viewport={"width": width, "height": 1000})
+        page = context.new_page()
+        page.goto((HTML / "notebooks" / f"{chapter}.html").as_uri(), wait_until="load")
+        page.evaluate("() => window.MathJax && MathJax.startup ? MathJax.startup.promise : null")
+        page.wait_for_timeout(300)
+        found = page.evaluate(OVERFLOW)
+        context.close()
+        assert not found["overflow"], f"{chapter} at {width} px: {found['overflow']}"
+        machinery = [line for block in found["code"] for line in block.splitlines()
+                     if "NBVAL" in line or line.lstrip().startswith(("glue(", "target("))]
+        assert not machinery, f"{chapter}: build machinery on the page: {machinery[:3]}"

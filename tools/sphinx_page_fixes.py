@@ -1,10 +1,22 @@
 """Build glue for the rendered pages (a local Sphinx extension, named in _config.yml).
 
-sphinx-thebe registers its small configuration script each time Sphinx fires
-``env-before-read-docs``, which a Jupyter Book build does twice: every page then declared
-``const THEBE_JS_URL`` twice (a JavaScript error), and sphinx-togglebutton's selector twice. This drops a script that a page would
-include a second time.
+1. sphinx-thebe registers its small configuration script each time Sphinx fires
+   ``env-before-read-docs``, which a Jupyter Book build does twice: every page then declared
+   ``const THEBE_JS_URL`` twice (a JavaScript error), and sphinx-togglebutton's selector twice.
+   This drops a script that a page would include a second time.
+2. Only the book on the page: in a notebook's code cells, the lines that exist for the build
+   (``# NBVAL_...`` markers for the notebook tests, ``glue(...)`` calls that hand a number to the
+   prose, ``target(...)`` calls that assert a learning target) are left out of the code shown;
+   a cell with nothing else left is not shown at all. The notebooks keep those lines (they run
+   them), and Jupyter and Colab show them.
 """
+from __future__ import annotations
+
+import ast
+
+from docutils import nodes
+
+BUILD_ONLY_CALLS = {"glue", "target"}
 
 
 def _drop_repeated_scripts(app, pagename, templatename, context, doctree):
@@ -21,7 +33,51 @@ def _drop_repeated_scripts(app, pagename, templatename, context, doctree):
     scripts[:] = kept
 
 
+def build_only_lines(source: str) -> set[int]:
+    """Line numbers (0-based) of ``source`` that only serve the build: NBVAL markers and
+    top-level ``glue(...)`` / ``target(...)`` statements (however many lines they span)."""
+    lines = source.split("\n")
+    drop = {i for i, line in enumerate(lines) if line.strip().startswith("# NBVAL_")}
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics and the like: leave the cell as it is
+        return drop
+    for stmt in tree.body:
+        call = stmt.value if isinstance(stmt, ast.Expr) else None
+        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                and call.func.id in BUILD_ONLY_CALLS):
+            drop.update(range(stmt.lineno - 1, stmt.end_lineno))
+    return drop
+
+
+def _drop_build_lines(app, doctree, docname):
+    for block in list(doctree.findall(nodes.literal_block)):
+        cell_input = block.parent
+        if not (isinstance(cell_input, nodes.container)
+                and "cell_input" in cell_input.get("classes", [])):
+            continue
+        source = block.astext()
+        drop = build_only_lines(source)
+        if not drop:
+            continue
+        kept = [line for i, line in enumerate(source.split("\n")) if i not in drop]
+        while kept and not kept[0].strip():
+            kept.pop(0)
+        while kept and not kept[-1].strip():
+            kept.pop()
+        if kept:
+            text = "\n".join(kept)
+            block.rawsource = text
+            block.children = [nodes.Text(text)]
+            continue
+        cell = cell_input.parent
+        cell.remove(cell_input)
+        if not any(isinstance(c, nodes.Element) for c in cell.children):
+            cell.parent.remove(cell)
+
+
 def setup(app):
     # last, after the theme's handlers have added their scripts
     app.connect("html-page-context", _drop_repeated_scripts, priority=999)
+    app.connect("doctree-resolved", _drop_build_lines)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
