@@ -61,7 +61,8 @@ def heatmap(weights, x_labels: Sequence[str] | None = None, y_labels: Sequence[s
 
 def show_heads(attn, titles: Sequence[str] | None = None, x_labels=None, y_labels=None,
                ncols: int | None = None, size: float = 2.6, fig=None, **kwargs):
-    """Grid of per-head heatmaps from an ``(h, T, S)`` tensor; returns the figure."""
+    """Grid of per-head heatmaps from an ``(h, T, S)`` tensor, on one colour scale (shown once,
+    beside the grid) so that the heads can be compared; returns the figure."""
     a = _to_numpy(attn)
     if a.ndim != 3:
         raise ValueError(f"attn must be 3-D (h, T, S), got shape {tuple(a.shape)}")
@@ -69,17 +70,24 @@ def show_heads(attn, titles: Sequence[str] | None = None, x_labels=None, y_label
     ncols = ncols or min(h, 4)
     nrows = -(-h // ncols)
     if fig is None:
-        fig = plt.figure(figsize=(size * ncols + 0.5, size * nrows + 0.3))
+        fig = plt.figure(figsize=(size * ncols + 1.0, size * nrows + 0.3))
+    kwargs.setdefault("vmax", float(np.nanmax(a)) if a.size else 1.0)
+    axes = []
     for i in range(h):
         ax = fig.add_subplot(nrows, ncols, i + 1)
         heatmap(a[i], x_labels=x_labels, y_labels=y_labels, ax=ax, colorbar=False,
                 title=titles[i] if titles else f"head {i}", **kwargs)
+        axes.append(ax)
     fig.tight_layout()
+    if axes:
+        fig.colorbar(axes[-1].images[0], ax=axes, fraction=0.025, pad=0.02, label="weight")
     return fig
 
 
-def overlay(image, attn_map, ax=None, alpha: float = 0.5, cmap: str = "jet", title: str | None = None):
-    """Show an attention map over an image (``(H, W)`` or ``(C, H, W)``), resized to fit."""
+def overlay(image, attn_map, ax=None, alpha: float = 0.5, cmap: str = "jet", title: str | None = None,
+            colorbar: bool = True):
+    """Show an attention map over an image (``(H, W)`` or ``(C, H, W)``), resized to fit, with
+    the map's colour scale beside it (``colorbar=False`` to leave it out)."""
     img = _to_numpy(image)
     if img.ndim == 3:
         img = img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1)
@@ -90,9 +98,11 @@ def overlay(image, attn_map, ax=None, alpha: float = 0.5, cmap: str = "jet", tit
         _, ax = plt.subplots(figsize=(3, 3))
     h, w = img.shape[:2]
     ax.imshow(img, cmap="gray" if img.ndim == 2 else None)
-    ax.imshow(m, cmap=cmap, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
-              interpolation="bilinear")
+    im = ax.imshow(m, cmap=cmap, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+                   interpolation="bilinear")
     ax.set_axis_off()
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
         ax.set_title(title)
     return ax

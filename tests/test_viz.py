@@ -23,12 +23,17 @@ def test_heatmap_labels_and_shape_errors():
 
 
 def test_show_heads_and_overlay():
-    fig = viz.show_heads(torch.rand(3, 4, 4))
-    assert len(fig.axes) == 3 and fig.axes[1].get_title() == "head 1"
+    a = torch.rand(3, 4, 4)
+    a[2] *= 0.5
+    fig = viz.show_heads(a)
+    assert len(fig.axes) == 4 and fig.axes[1].get_title() == "head 1"  # 3 heads + 1 colour scale
+    limits = {ax.images[0].get_clim() for ax in fig.axes[:3]}
+    assert limits == {(0.0, float(a.max()))}, "heads must share one colour scale"
+    assert fig.axes[3].get_ylabel() == "weight"
     with pytest.raises(ValueError, match="3-D"):
         viz.show_heads(torch.rand(4, 4))
     ax = viz.overlay(torch.rand(1, 8, 8), torch.rand(1, 1, 4, 4))
-    assert len(ax.images) == 2
+    assert len(ax.images) == 2 and len(ax.figure.axes) == 2  # the map and its colour scale
     with pytest.raises(ValueError, match="attn_map"):
         viz.overlay(torch.rand(8, 8), torch.rand(2, 4, 4))
     plt.close("all")
