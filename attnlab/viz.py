@@ -128,16 +128,20 @@ def _fmt(v) -> str:
 
 def static_twin(draw: Callable, params: Mapping[str, Sequence], *, figsize=(6, 4),
                 title: str | None = None, interval: int = 700):
-    """A ``to_jshtml`` animation with one frame per combination of ``params``.
+    """The static twin of a widget: every combination of ``params`` drawn in advance.
 
-    ``draw(fig, **values)`` draws one state on a cleared figure. The returned ``IPython`` HTML
-    object keeps a slider and play buttons that work in a static page.
+    ``draw(fig, **values)`` draws one state on a cleared figure. With one parameter the result
+    is a ``to_jshtml`` animation (a slider and play buttons); with several, one control per
+    parameter (a slider, or a menu for names) that picks the frame, as the widget does. Both
+    work in a static page with no kernel. Returns an ``IPython`` HTML object.
     """
     from IPython.display import HTML
     from matplotlib import animation
 
     params = _check_params(params)
     combos = [dict(zip(params, vals)) for vals in itertools.product(*params.values())]
+    if len(params) > 1:
+        return HTML(_control_twin(draw, params, combos, figsize, title))
     fig = plt.figure(figsize=figsize)
 
     def frame(i):
@@ -154,6 +158,56 @@ def static_twin(draw: Callable, params: Mapping[str, Sequence], *, figsize=(6, 4
     # ships Font Awesome (and Jupyter does too), so drop the link: the page must work offline.
     html = re.sub(r'<link rel="stylesheet"[^>]*font-awesome[^>]*>', "", html)
     return HTML(html)
+
+
+def _control_twin(draw, params, combos, figsize, title) -> str:
+    """HTML with one control per parameter choosing among frames drawn in advance."""
+    import base64
+    import html as html_lib
+    import io
+    import json
+    import uuid
+
+    frames = []
+    for combo in combos:
+        fig = plt.figure(figsize=figsize)
+        draw(fig, **combo)
+        label = ", ".join(f"{k} = {_fmt(v)}" for k, v in combo.items())
+        fig.suptitle(f"{title}: {label}" if title else label, fontsize=10)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=100)
+        plt.close(fig)
+        frames.append("data:image/png;base64," + base64.b64encode(buf.getvalue()).decode())
+    uid = "twin-" + uuid.uuid4().hex[:8]
+    controls = []
+    for name, values in params.items():
+        label = html_lib.escape(str(name))
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            field = (f'<input type="range" min="0" max="{len(values) - 1}" step="1" value="0">'
+                     f'<span> {html_lib.escape(_fmt(values[0]))}</span>')
+        else:
+            options = "".join(f'<option value="{i}">{html_lib.escape(_fmt(v))}</option>'
+                              for i, v in enumerate(values))
+            field = f"<select>{options}</select><span></span>"
+        controls.append(f'<div><label>{label} {field}</label></div>')
+    names = [[_fmt(v) for v in values] for values in params.values()]
+    script = f"""<script>(function () {{
+  const root = document.getElementById({json.dumps(uid)});
+  const frames = {json.dumps(frames)}, names = {json.dumps(names)};
+  const fields = root.querySelectorAll("input, select");
+  function show() {{
+    let index = 0;
+    fields.forEach((el, k) => {{
+      index = index * names[k].length + Number(el.value);
+      if (el.tagName === "INPUT") el.nextElementSibling.textContent = " " + names[k][el.value];
+    }});
+    root.querySelector("img").src = frames[index];
+  }}
+  fields.forEach(el => el.addEventListener("input", show));
+  fields.forEach(el => el.addEventListener("change", show));
+}})();</script>"""
+    return (f'<div class="attnlab-twin" id="{uid}"><img src="{frames[0]}" alt="figure" '
+            f'style="max-width: 100%">{"".join(controls)}{script}</div>')
 
 
 def widget(draw: Callable, params: Mapping[str, Sequence], *, figsize=(6, 4), title: str | None = None):

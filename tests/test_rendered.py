@@ -162,9 +162,18 @@ def test_chapter_page_works_offline(browser, chapter):
     if chapter in LIVE:
         assert n_live >= 1, "no figure whose controls compute in the page"
 
-    # Every static twin (a jshtml animation) changes its frame when its slider moves.
+    # Every static twin changes its frame when any of its controls moves: a jshtml animation
+    # (one parameter), or one control per parameter (several).
     sliders = page.locator('input[type="range"][id^="_anim_slider"]')
-    assert sliders.count() >= 1, "no static twin (jshtml animation) on a chapter page"
+    twins = page.locator(".attnlab-twin")
+    assert sliders.count() + twins.count() >= 1, "no static twin on a chapter page"
+    for i in range(twins.count()):
+        img, fields = twins.nth(i).locator("img"), twins.nth(i).locator("input, select")
+        assert fields.count() >= 2, f"twin {i} has fewer controls than its widget"
+        for j in range(fields.count()):
+            before = img.get_attribute("src")
+            fields.nth(j).evaluate(MOVE)
+            assert img.get_attribute("src") != before, f"twin {i}: control {j} changed nothing"
     for i in range(sliders.count()):
         slider = sliders.nth(i)
         uid = slider.get_attribute("id").removeprefix("_anim_slider")

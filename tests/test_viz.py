@@ -45,11 +45,19 @@ def draw(fig, a=1, name="x"):
     ax.set_title(name)
 
 
-def test_static_twin_has_one_frame_per_combination_and_no_cdn():
-    html = viz.static_twin(draw, {"a": [1, 2, 3], "name": ["p", "q"]}).data
-    assert html.count("frames[") >= 6
+def test_static_twin_has_one_frame_per_value_and_no_cdn():
+    html = viz.static_twin(draw, {"a": [1, 2, 3]}).data
+    assert html.count("frames[") >= 3
     assert 'type="range"' in html and "_anim_slider" in html
     assert "https://" not in html and "http://" not in html and "font-awesome" not in html
+
+
+def test_static_twin_keeps_one_control_per_parameter():
+    """Two parameters stay two controls (a slider and a menu), not one long strip of frames."""
+    html = viz.static_twin(draw, {"a": [1, 2, 3], "name": ["p", "q"]}).data
+    assert html.count("data:image/png;base64,") == 6 + 1  # the frames, and the first one shown
+    assert html.count('type="range"') == 1 and html.count("<select>") == 1
+    assert "attnlab-twin" in html and "https://" not in html and "http://" not in html
 
 
 def test_widget_has_one_control_per_parameter():
