@@ -13,16 +13,16 @@ can ``assert feedback.ok``. There are two kinds:
 An answer still left as ``...``, or a stub that still raises :class:`NotImplementedError`, gets
 "Not done yet". Checkers live in one module per chapter (``ch01`` ... ``ch15``) and are all
 importable from here; :data:`REGISTRY` maps each exercise label to its checker. When the grader
-sets ``$ATTNLAB_GRADE_LOG`` every call also logs its answer, and :func:`regrade` re-checks it
-outside the notebook (see ``tools/grade.py``).
+runs a notebook (``$ATTNLAB_GRADING``) a checker only records the answer in the grade log, and
+the grader checks it itself with :func:`regrade`, in a sandbox (see ``tools/grade.py``).
 """
 from __future__ import annotations
 
 import importlib
 
-from ._core import REGISTRY, Feedback, check_build, not_done, regrade
+from ._core import REGISTRY, Feedback, check_build, grading_mode, not_done, regrade
 
-__all__ = ["Feedback", "regrade", "check_build", "not_done"]
+__all__ = ["Feedback", "regrade", "check_build", "not_done", "grading_mode"]
 for _n in range(1, 16):
     _module = importlib.import_module(f".ch{_n:02d}", __name__)
     for _name in _module.__all__:

@@ -1,30 +1,45 @@
-r"""What every checker shares: feedback, answer parsing, the build-task harness, the grade log.
+r"""What every checker shares: feedback, answer parsing, the build-task harness, grading.
 
 A checker is registered under the label of its exercise with :func:`checker`. The decorator
 
-* runs it with the random number generator forked and seeded, so it gives the same verdict in the
-  student's notebook and in the grader, and leaves the notebook's random stream alone;
+* runs it with the random number generator forked and seeded, so it gives the same verdict every
+  time in the learner's notebook, and leaves the notebook's random stream alone;
 * answers "not done yet" when an answer is still ``...`` or a function still raises
   :class:`NotImplementedError` (the stubs of the student edition);
-* when ``$ATTNLAB_GRADE_LOG`` names a file, appends a JSON line with the exercise, the verdict and
-  the *answer*: numbers and tensors as they are, a function as the list of what it returned to the
-  checker. The grader (``tools/grade.py``) re-runs the checker on that answer with
-  :func:`regrade`, in its own process, and reports that verdict, not the one the notebook printed.
+* knows which of the checker's parameters are the *answer* (the others, such as a tolerance or a
+  size, are settings that grading ignores).
+
+**Grading.** In a notebook that the grader runs (``$ATTNLAB_GRADING`` is ``1``) a checker checks
+nothing: it appends the answer to the grade log (``$ATTNLAB_GRADE_LOG``) and prints that it was
+recorded. Numbers, tensors and dicts are kept as they are (:mod:`._wire`), a function is pickled
+with cloudpickle. The grader (``tools/grade.py``) then calls :func:`regrade` in a separate,
+sandboxed checking process, under a secret seed of its own: build tasks get fresh inputs,
+settings are dropped, the student's function runs in yet another sandbox (without attnlab, and
+with the reference it is held against made unavailable, see ``forbid``), and a failed answer's
+message withholds the expected value. Outside grading the log, if set, gets the same records
+(with the verdict), which is how the tests compare the two paths.
 """
 from __future__ import annotations
 
+import base64
 import builtins
+import contextlib
 import functools
+import inspect
 import json
 import math
 import numbers
 import os
+import random
 from collections.abc import Callable, Iterable, Mapping
 
 import torch
 
+from . import _wire
+
 REGISTRY: dict[str, Callable] = {}
-_MAX_LOG = 4_000_000  # characters of one logged answer
+MAX_RECORD = 4 * 2**20  # characters of one line of the grade log
+_GRADING: dict = {"seed": None}
 
 
 class Feedback(str):
@@ -32,9 +47,11 @@ class Feedback(str):
 
     ok: bool
     done: bool
+    safe: bool = False      # the message holds no expected value (build tasks): kept when grading
 
-    def __new__(cls, ok: bool, message: str, done: bool = True):
-        prefix = "Correct! " if ok else ("Not yet. " if done else "Not done yet. ")
+    def __new__(cls, ok: bool, message: str, done: bool = True, prefix: str | None = None):
+        if prefix is None:
+            prefix = "Correct! " if ok else ("Not yet. " if done else "Not done yet. ")
         obj = super().__new__(cls, prefix + message)
         obj.ok, obj.done = bool(ok), bool(done)
         return obj
@@ -45,6 +62,37 @@ class Feedback(str):
 
 def not_done(message: str) -> Feedback:
     return Feedback(False, message, done=False)
+
+
+def safe(feedback: Feedback) -> Feedback:
+    """Mark ``feedback`` as holding no expected value (so grading keeps its message)."""
+    feedback.safe = True
+    return feedback
+
+
+# --- seeds ------------------------------------------------------------------------------------
+
+def case_seed(default: int) -> int:
+    """``default`` in a learner's notebook; under :func:`grading` a seed drawn from the grader's
+    secret seed, so that a build task meets inputs nobody saw before."""
+    seed = _GRADING["seed"]
+    return default if seed is None else random.Random(f"{seed}/{default}").getrandbits(62)
+
+
+def generator(default: int) -> torch.Generator:
+    """A generator seeded with :func:`case_seed` ``(default)``: the checkers' random cases."""
+    return torch.Generator().manual_seed(case_seed(default))
+
+
+@contextlib.contextmanager
+def grading(seed: int):
+    """Check as the grader does: fresh cases from ``seed``, expected values withheld."""
+    old = _GRADING["seed"]
+    _GRADING["seed"] = int(seed)
+    try:
+        yield
+    finally:
+        _GRADING["seed"] = old
 
 
 # --- answers -------------------------------------------------------------------------------
@@ -181,6 +229,11 @@ def check_build(fn, cases: Iterable, *, what: str, atol: float = 1e-6,
     NaN or inf where the reference is finite. The first failing case is
     reported with the shape, the case and how far off it is.
     """
+    return safe(_check_build(fn, cases, what=what, atol=atol, mistakes=mistakes, names=names,
+                             done=done, nonfinite_hint=nonfinite_hint))
+
+
+def _check_build(fn, cases, *, what, atol, mistakes, names, done, nonfinite_hint) -> Feedback:
     if not callable(fn):
         return Feedback(False, f"pass your function itself, got {type(fn).__name__}.")
     n = 0
@@ -236,97 +289,37 @@ def _match_mistake(got, args, mistakes, atol) -> str | None:
     return None
 
 
-# --- the grade log ---------------------------------------------------------------------------
+# --- answers, records and grading ------------------------------------------------------------
 
-class _Recorder:
-    """Wraps the learner's function: passes calls through and remembers what came back."""
+class _Watch:
+    """Wraps the learner's function in their notebook: notes a NotImplementedError (a stub)."""
 
     def __init__(self, fn):
-        self.fn, self.calls, self.not_implemented = fn, [], False
+        self.fn, self.not_implemented = fn, False
         functools.update_wrapper(self, fn, updated=())
 
     def __call__(self, *args, **kwargs):
         try:
-            result = self.fn(*args, **kwargs)
-        except Exception as e:
-            self.not_implemented |= isinstance(e, NotImplementedError)
-            self.calls.append({"raised": type(e).__name__, "message": str(e)[:300]})
+            return self.fn(*args, **kwargs)
+        except NotImplementedError:
+            self.not_implemented = True
             raise
-        self.calls.append({"result": encode(result)})
-        return result
 
 
-class _Replay:
-    """Stands for the learner's function in :func:`regrade`: gives back what it recorded."""
-
-    def __init__(self, calls):
-        self.calls, self.not_implemented = list(calls), False
-
-    def __call__(self, *args, **kwargs):
-        if not self.calls:
-            raise RuntimeError("the function was called more often than in the notebook")
-        call = self.calls.pop(0)
-        if "raised" in call:
-            kind = getattr(builtins, call["raised"], None)
-            if not (isinstance(kind, type) and issubclass(kind, Exception)):
-                kind = type(call["raised"], (RuntimeError,), {})  # same name, as reported
-            self.not_implemented |= kind is NotImplementedError
-            raise kind(call["message"])
-        return decode(call["result"])
+def _is_function(x) -> bool:
+    return callable(x) and not isinstance(x, (type, torch.Tensor, StandIn))
 
 
-def encode(x):
-    """A JSON-able form of an answer (numbers, strings, tensors, containers, recorded calls)."""
-    if x is None or isinstance(x, (bool, int, float, str)):
-        return x
-    if x is Ellipsis:
-        return {"__ellipsis__": True}
-    if isinstance(x, _Recorder):
-        return {"__calls__": x.calls}
-    if isinstance(x, torch.Tensor):
-        return {"__tensor__": x.detach().cpu().tolist(), "dtype": str(x.dtype).split(".")[-1]}
-    if isinstance(x, numbers.Real):
-        return float(x)
-    if hasattr(x, "__array__") and not callable(x):                    # numpy stays numpy
-        return {"__ndarray__": encode(torch.as_tensor(x))}
-    if isinstance(x, tuple):
-        return {"__tuple__": [encode(v) for v in x]}
-    if isinstance(x, list):
-        return [encode(v) for v in x]
-    if isinstance(x, Mapping):
-        return {"__dict__": [[encode(k), encode(v)] for k, v in x.items()]}
-    return {"__object__": type(x).__name__}
-
-
-class _Opaque:
-    """An answer the log could not keep (an object of another kind)."""
-
-
-def decode(x):
-    if isinstance(x, list):
-        return [decode(v) for v in x]
-    if not isinstance(x, dict):
-        return x
-    if "__ndarray__" in x:
-        return decode(x["__ndarray__"]).numpy()
-    if "__tensor__" in x:
-        return torch.tensor(x["__tensor__"], dtype=getattr(torch, x["dtype"]))
-    if "__tuple__" in x:
-        return tuple(decode(v) for v in x["__tuple__"])
-    if "__dict__" in x:
-        return {decode(k): decode(v) for k, v in x["__dict__"]}
-    if "__calls__" in x:
-        return _Replay(x["__calls__"])
-    if "__ellipsis__" in x:
-        return ...
-    return type(x.get("__object__", "object"), (_Opaque,), {})()
+def grading_mode() -> bool:
+    """Whether this notebook is being run by the grader (checkers record, do not check)."""
+    return os.environ.get("ATTNLAB_GRADING") == "1"
 
 
 def _run(check, args, kwargs) -> Feedback:
     if any(a is ... for a in (*args, *kwargs.values())):
         return not_done("Replace the `...` with your answer.")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+        torch.manual_seed(case_seed(0))
         feedback = check(*args, **kwargs)
     if not feedback.ok and any(getattr(a, "not_implemented", False)
                                for a in (*args, *kwargs.values())):
@@ -334,47 +327,169 @@ def _run(check, args, kwargs) -> Feedback:
     return feedback
 
 
-def checker(label: str):
-    """Register a checker for exercise ``label`` and make it log (see the module docstring)."""
+def _pickled(fn) -> dict:
+    """A function as wire data: its cloudpickle (the code and what it uses), or why not."""
+    fn = getattr(fn, "fn", fn) if isinstance(fn, _Watch) else fn
+    name = str(getattr(fn, "__name__", type(fn).__name__))[:100]
+    try:
+        import cloudpickle
+        data = cloudpickle.dumps(fn, protocol=4)
+    except Exception as e:  # noqa: BLE001 - an unpicklable closure: the grader says so
+        return {"__function__": None, "name": name, "error": f"{type(e).__name__}: {e}"[:300]}
+    return {"__function__": base64.b64encode(data).decode("ascii"), "name": name}
+
+
+def _append(label: str, answers: Mapping, **extra) -> None:
+    """Append one record (the exercise and the answer) to the grade log, if there is one."""
+    log = os.environ.get("ATTNLAB_GRADE_LOG")
+    if not log:
+        return
+    try:
+        record = {"exercise": label,
+                  "answer": {n: _wire.encode(v, _pickled) for n, v in answers.items()}, **extra}
+        line = json.dumps(record, allow_nan=False)
+    except (ValueError, TypeError, RecursionError) as e:
+        line = json.dumps({"exercise": label, "unreadable": f"{type(e).__name__}: {e}"[:300]})
+    if len(line) > MAX_RECORD:
+        line = json.dumps({"exercise": label, "too_large": len(line)})
+    with open(log, "a") as f:
+        f.write(line + "\n")
+
+
+def checker(label: str, *, answers: tuple[str, ...] | None = None, forbid: tuple[str, ...] = ()):
+    """Register a checker for exercise ``label`` (see the module docstring).
+
+    ``answers`` names the parameters that hold the learner's answer; by default those without a
+    default and the positional ones that default to None. Every other parameter is a setting,
+    ignored when grading. ``forbid`` lists the functions (dotted names) a submitted function may
+    not call when grading: the reference it is held against (see ``tools/grade_runner.py``).
+    """
     def register(check):
+        sig = inspect.signature(check)
+        names = tuple(answers) if answers else tuple(
+            p.name for p in sig.parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            and (p.default is p.empty or p.default is None))
+
         @functools.wraps(check)
         def wrapper(*args, **kwargs):
-            args = tuple(_Recorder(a) if _is_function(a) else a for a in args)
-            kwargs = {k: _Recorder(v) if _is_function(v) else v for k, v in kwargs.items()}
+            bound = sig.bind(*args, **kwargs)          # a wrong call raises TypeError, as usual
+            given = {n: bound.arguments[n] for n in names if n in bound.arguments}
+            if grading_mode():
+                _append(label, given)
+                return Feedback(False, "your answer is recorded; the grader checks it after the "
+                                       "notebook has run.", prefix="Recorded: ")
+            args = tuple(_Watch(a) if _is_function(a) else a for a in args)
+            kwargs = {k: _Watch(v) if _is_function(v) else v for k, v in kwargs.items()}
             feedback = _run(check, args, kwargs)
-            log = os.environ.get("ATTNLAB_GRADE_LOG")
-            if log:
-                answer = json.dumps({"args": [encode(a) for a in args],
-                                     "kwargs": {k: encode(v) for k, v in kwargs.items()}})
-                record = {"exercise": label, "checker": check.__name__, "ok": feedback.ok,
-                          "done": feedback.done, "message": str(feedback),
-                          "answer": answer if len(answer) <= _MAX_LOG else None}
-                with open(log, "a") as f:
-                    f.write(json.dumps(record) + "\n")
+            if os.environ.get("ATTNLAB_GRADE_LOG"):
+                _append(label, given, ok=feedback.ok, done=feedback.done,
+                        settings=sorted(set(bound.arguments) - set(names)))
             return feedback
-        wrapper.label, wrapper.check = label, check
+        wrapper.label, wrapper.check, wrapper.answers, wrapper.forbid = label, check, names, forbid
         REGISTRY[label] = wrapper
         return wrapper
     return register
 
 
-def _is_function(x) -> bool:
-    return callable(x) and not isinstance(x, (type, torch.Tensor, _Replay))
+# What a submitted function may not call when grading: the references the checkers hold it
+# against (attnlab itself is not available to it at all). tools/grade_runner.py replaces each of
+# these, and the same name in torch's other namespaces, by a function that raises.
+AUTOGRAD = ("torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.backward",
+            "torch.autograd.graph._engine_run_backward", "torch._C._ImperativeEngine",
+            "torch.autograd.variable.Variable._execution_engine",
+            "torch.autograd.functional.jacobian", "torch.autograd.functional.hessian",
+            "torch.autograd.functional.vjp", "torch.autograd.functional.jvp",
+            "torch.autograd.functional.hvp", "torch.autograd.functional.vhp",
+            "torch.autograd.forward_ad.make_dual", "torch.autograd.forward_ad.dual_level",
+            "torch._C._make_dual", "torch.func.grad", "torch.func.grad_and_value",
+            "torch.func.vjp", "torch.func.jvp", "torch.func.jacrev", "torch.func.jacfwd",
+            "torch.func.hessian", "torch.func.linearize")
+ATTENTION = ("torch.nn.functional.scaled_dot_product_attention",
+             "torch.ops.aten.scaled_dot_product_attention",
+             "torch.ops.aten._scaled_dot_product_attention_math",
+             "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
+             "torch.ops.aten._scaled_dot_product_efficient_attention",
+             "torch.ops.aten._scaled_dot_product_flash_attention",
+             "torch.ops.aten._scaled_dot_product_cudnn_attention",
+             "torch.ops.aten._fused_sdp_choice")
+MULTI_HEAD = ("torch.nn.MultiheadAttention", "torch.nn.modules.activation.MultiheadAttention",
+              "torch.nn.modules.transformer.MultiheadAttention",
+              "torch.nn.functional.multi_head_attention_forward",
+              "torch.ops.aten._native_multi_head_attention")
 
 
-def regrade(record: Mapping) -> Feedback:
-    """The verdict of the checker of ``record["exercise"]`` on the answer the record kept."""
-    wrapper = REGISTRY.get(record.get("exercise"))
+class NotGradable(Exception):
+    """The grader could not run the learner's function (not picklable, needs attnlab, ...)."""
+
+
+class StandIn:
+    """The learner's function in the grader's checking process. Each call goes through
+    ``call(data, args, kwargs)``, which runs the function in its own sandbox and answers
+    ``{"result": wire}`` or ``{"raised": name, "message": str}``; this process never runs the
+    learner's code."""
+
+    def __init__(self, data: Mapping, call: Callable):
+        self.data, self.call, self.not_implemented = data, call, False
+        self.__name__ = str(data.get("name", "function"))[:100]
+
+    def __call__(self, *args, **kwargs):
+        reply = self.call(self.data, _wire.encode(list(args)), _wire.encode(kwargs))
+        if not isinstance(reply, Mapping):
+            raise NotGradable("the function's sandbox gave no answer")
+        if "raised" in reply:
+            name, message = str(reply.get("raised"))[:100], str(reply.get("message", ""))[:300]
+            if not name.isidentifier():
+                name = "Exception"
+            kind = getattr(builtins, name, None)
+            if not (isinstance(kind, type) and issubclass(kind, Exception)):
+                kind = type(name, (RuntimeError,), {})              # same name, as reported
+            self.not_implemented |= kind is NotImplementedError
+            raise kind(message)
+        try:
+            return _wire.decode(reply.get("result"))
+        except (_wire.WireError, RecursionError, TypeError, ValueError) as e:
+            raise NotGradable(f"your function returned something the grader cannot read "
+                              f"({e})") from None
+
+
+def describe(answers: Mapping) -> str:
+    """A short account of an answer, for a message that withholds the expected value."""
+    def one(v):
+        if isinstance(v, (StandIn, _Watch)) or callable(v) and not isinstance(v, torch.Tensor):
+            return "a function"
+        if isinstance(v, torch.Tensor):
+            return (f"{v.item():.6g}" if v.numel() == 1 and not v.is_complex()
+                    else f"a tensor of shape {tuple(v.shape)}")
+        if isinstance(v, bool) or v is None:
+            return repr(v)
+        if isinstance(v, numbers.Real):
+            return f"{float(v):.6g}"
+        if isinstance(v, Mapping):
+            return f"a dict of {len(v)} entries"
+        if isinstance(v, (list, tuple)):
+            return f"a {type(v).__name__} of {len(v)} entries"
+        return type(v).__name__ if not isinstance(v, str) else repr(v[:40])
+    return ", ".join(f"{k} = {one(v)}" for k, v in answers.items())[:300]
+
+
+def regrade(label: str, answers: Mapping, seed: int) -> Feedback:
+    """The grader's verdict on the answer ``answers`` (parameter name -> decoded value, functions
+    as :class:`StandIn`) to exercise ``label``, under the grader's ``seed``. Parameters that are
+    not part of the answer are ignored; a failed answer's message withholds the expected value
+    unless the checker marked it :func:`safe`."""
+    wrapper = REGISTRY.get(label)
     if wrapper is None:
-        return Feedback(False, f"no checker is registered for {record.get('exercise')!r}.")
-    if not record.get("answer"):
-        return Feedback(False, "the answer was too large to keep, so it could not be re-checked.")
-    answer = json.loads(record["answer"])
-    args = [decode(a) for a in answer["args"]]
-    kwargs = {k: decode(v) for k, v in answer["kwargs"].items()}
-    feedback = _run(wrapper.check, args, kwargs)
-    replays = [a for a in (*args, *kwargs.values()) if isinstance(a, _Replay)]
-    if any(r.calls for r in replays):
-        return Feedback(False, "the function was called fewer times than in the notebook, so "
-                               "its recorded answers do not fit this checker.")
-    return feedback
+        return Feedback(False, f"no checker is registered for {label!r}.")
+    kwargs = {n: v for n, v in answers.items() if n in wrapper.answers}
+    params = inspect.signature(wrapper.check).parameters
+    missing = [n for n in wrapper.answers if n not in kwargs and params[n].default is params[n].empty]
+    if missing:
+        return Feedback(False, f"the record holds no answer for {', '.join(missing)}.")
+    with grading(seed):
+        feedback = _run(wrapper.check, (), kwargs)
+    if feedback.ok or not feedback.done or feedback.safe:
+        return feedback
+    return Feedback(False, f"the answer ({describe(kwargs)}) is not right. When grading, the "
+                           "checker's hints and expected values are not shown: run the checker "
+                           "in the notebook to see them.")

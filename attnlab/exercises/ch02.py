@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._core import Feedback, as_number, check_build, checker
+from ._core import ATTENTION, MULTI_HEAD, Feedback, as_number, check_build, checker, generator
 
 __all__ = ['check_attention_scale', 'check_sdpa']
 
@@ -50,7 +50,7 @@ def check_attention_scale(factor, *, d_k: int = 256, std: float = 2.0, rtol: flo
 
 def _sdpa_cases():
     """Random shapes, T != S, a padding mask, a causal mask, large scores, one key."""
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
 
     def rand(*shape, scale=1.0):
         return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
@@ -84,7 +84,7 @@ def _sdpa_reference(q, k, v, mask, causal, scale=True):
     return torch.softmax(s.masked_fill(~allowed, float("-inf")), -1) @ v
 
 
-@checker("ex-self-attention-build")
+@checker("ex-self-attention-build", forbid=ATTENTION + MULTI_HEAD)
 def check_sdpa(fn) -> Feedback:
     r"""Exercise :ref:`ex-self-attention-build`: scaled dot-product attention with masks.
 

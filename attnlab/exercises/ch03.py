@@ -6,7 +6,8 @@ import math
 import torch
 from torch import nn
 
-from ._core import Feedback, check_build, checker, diagnose, fmt, formula_or_counts
+from ._core import (MULTI_HEAD, Feedback, check_build, checker, diagnose, fmt, formula_or_counts,
+                    generator)
 
 __all__ = ['check_mha_params', 'check_mha']
 
@@ -66,7 +67,7 @@ def check_mha_params(answer, embed_dim: int = 512) -> Feedback:
 
 def _mha_cases():
     """Several head counts, odd sizes, one token, one-wide heads, padding, large inputs."""
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
 
     def randn(*shape, scale=1.0):
         return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
@@ -123,7 +124,7 @@ def _mha(x, w_in, b_in, w_out, b_out, h, key_mask, *, split="bthd", scale=None, 
     return (out @ w_out.T + b_out if project else out), w
 
 
-@checker("ex-mha-build")
+@checker("ex-mha-build", forbid=MULTI_HEAD)
 def check_mha(fn) -> Feedback:
     r"""Exercise :ref:`ex-mha-build`: multi-head self-attention from tensors.
 

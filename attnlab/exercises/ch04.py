@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 
 from ._core import (Feedback, as_counts, check_build, checker, diagnose, fmt,
-                    formula_or_counts, formula_values)
+                    formula_or_counts, formula_values, generator)
 
 __all__ = ['check_se_count', 'check_eca_kernel', 'check_se_block']
 
@@ -136,7 +136,7 @@ def check_eca_kernel(answer) -> Feedback:
 
 def _se_cases():
     """Non-square maps, batch 1, a bottleneck of 1, 1 x W maps, large inputs."""
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     for B, C, H, W, r, scale in ((2, 8, 5, 8, 2, 1.0), (1, 16, 4, 4, 4, 1.0),
                                  (3, 12, 1, 9, 3, 1.0), (1, 6, 3, 2, 6, 1.0),
                                  (4, 32, 7, 7, 16, 1.0), (2, 16, 6, 3, 4, 10.0)):

@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._core import Feedback, as_counts, as_tensor, check_build, checker, diagnose, fmt
+from ._core import (Feedback, as_counts, as_tensor, check_build, checker, diagnose, fmt,
+                    generator, safe)
 
 __all__ = ['check_spatial_cost', 'check_rotation_theta', 'check_spatial_gate']
 
@@ -101,7 +102,7 @@ def check_rotation_theta(theta) -> Feedback:
     if t.numel() != 6:
         return Feedback(False, f"theta should be a 2 x 3 matrix, got shape {tuple(t.shape)}.")
     t = t.reshape(1, 2, 3)
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
 
     def turns(th, k):
         for size in (6, 5):
@@ -145,7 +146,7 @@ def _gate_cases():
     """k = 3, 5, 7; batch 1; non-square and odd maps; a map smaller than the kernel; large x."""
     from attnlab.spatial import SpatialGate
 
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     for B, C, H, W, k, scale in ((2, 8, 9, 11, 7, 1.0), (1, 5, 6, 13, 3, 1.0),
                                  (3, 16, 10, 7, 5, 1.0), (1, 4, 3, 2, 7, 1.0),
                                  (2, 6, 12, 12, 7, 20.0), (1, 1, 5, 4, 3, 1.0)):
@@ -213,4 +214,4 @@ def check_spatial_gate(fn) -> Feedback:
                     "(padding=k // 2) and multiply the (B, 1, H, W) gate into x.")
     else:
         return feedback
-    return Feedback(False, str(feedback).removeprefix("Not yet. ") + " " + hint)
+    return safe(Feedback(False, str(feedback).removeprefix("Not yet. ") + " " + hint))

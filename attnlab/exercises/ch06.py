@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._core import Feedback, as_number, check_build, checker, diagnose, fmt
+from ._core import Feedback, as_number, check_build, checker, diagnose, fmt, generator
 
 __all__ = ['check_non_local_cost', 'check_non_local_block']
 
@@ -108,7 +108,7 @@ def _block_cases():
     """Several sizes (odd, non-square, one position), batch 1, subsampling, eval-mode BN."""
     from attnlab.non_local import NonLocalBlock
 
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     for B, C, d, H, W, sub, bn, scale in ((2, 8, 4, 5, 6, False, True, 1.0),
                                           (1, 6, 3, 7, 3, False, False, 1.0),
                                           (2, 4, 2, 9, 9, True, True, 1.0),

@@ -5,7 +5,8 @@ import math
 
 import torch
 
-from ._core import Feedback, as_number, check_build, checker, diagnose, fmt, formula_values
+from ._core import (Feedback, as_number, check_build, checker, diagnose, fmt, formula_values,
+                    generator)
 
 __all__ = ['check_video_axial_cost', 'check_cost_memory', 'check_row_attention']
 
@@ -175,7 +176,7 @@ def _row_cases():
     """Several H, W, heads; batch 1; one row; rows of one pixel; large scores."""
     from attnlab.axial import RowAttention
 
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     for B, C, H, W, h, scale in ((2, 8, 5, 7, 2, 1.0), (1, 12, 4, 4, 3, 1.0),
                                  (1, 6, 3, 9, 1, 1.0), (2, 16, 6, 5, 4, 1.0),
                                  (1, 4, 1, 6, 2, 1.0), (1, 4, 5, 1, 2, 1.0),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import Feedback, as_number, check_build, checker, diagnose, fmt
+from ._core import MULTI_HEAD, Feedback, as_number, check_build, checker, diagnose, fmt, generator
 
 __all__ = ['check_cross_attention', 'check_kv_cache']
 
@@ -32,7 +32,7 @@ def _cross_cases():
     """(case, args, expected): T != S, several heads, with and without padding, edge cases."""
     from attnlab.attention import MultiHeadAttention
 
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     rand = lambda *shape: torch.randn(*shape, generator=g, dtype=torch.float64)
     shapes = [(*s, 1.0, "") for s in _CROSS_SHAPES]
     shapes += [(1, 1, 1, 4, 2, 1.0, ", one step and one source token"),
@@ -51,7 +51,7 @@ def _cross_cases():
             yield case, (x, memory, *weights, h, mask), expected
 
 
-@checker("ex-cross-build")
+@checker("ex-cross-build", forbid=MULTI_HEAD)
 def check_cross_attention(fn) -> Feedback:
     r"""Exercise :ref:`ex-cross-build`: multi-head cross-attention from ``functional`` alone.
 
@@ -98,7 +98,7 @@ def _decoder_scores(T: int, S: int) -> tuple[int, int]:
     from attnlab.transformer import EncoderDecoder
 
     model = EncoderDecoder(5, 5, embed_dim=4, num_heads=1, ff_dim=8).double().eval()
-    src = torch.randint(1, 5, (1, S), generator=torch.Generator().manual_seed(0))
+    src = torch.randint(1, 5, (1, S), generator=generator(0))
     recomputed = cached = 0
     with torch.no_grad():
         memory = model.encode(src)

@@ -6,7 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._core import Feedback, as_number, check_build, check_number, checker, fmt, not_done
+from ._core import (Feedback, as_number, check_build, check_number, checker, fmt, generator,
+                    not_done, safe)
 
 __all__ = ['check_online_softmax_merge', 'check_linear_attention', 'check_path_length',
            'check_linear_crossover']
@@ -30,7 +31,7 @@ def _half(scores, values):
 
 
 def _merge_cases():
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     T, S, dv = 4, 10, 3
     cases = {"random scores": torch.randn(T, S, generator=g, dtype=torch.float64),
              "scores near 1000": 1000 + torch.randn(T, S, generator=g, dtype=torch.float64)}
@@ -56,6 +57,10 @@ def check_online_softmax_merge(fn) -> Feedback:
     overflows), on a half with no visible key, and on a query with no visible key at all; then
     ``a / l`` is softmax attention over all the keys.
     """
+    return safe(_check_merge(fn))
+
+
+def _check_merge(fn) -> Feedback:
     if not callable(fn):
         return Feedback(False, f"pass your function itself, got {type(fn).__name__}.")
     for case, halves in _merge_cases():
@@ -116,7 +121,7 @@ def _linear(q, k, v, is_causal=False, *, phi=_phi, normalise=True, causal=None, 
 def _linear_cases():
     from attnlab.efficient import linear_attention
 
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     rand = lambda *shape, size=1.0: size * torch.randn(*shape, generator=g, dtype=torch.float64)
     for batch, T, S, d, dv, causal, size in (((2,), 5, 5, 4, 3, False, 1.0),
                                              ((2,), 6, 6, 4, 3, True, 1.0),

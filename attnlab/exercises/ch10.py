@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import Feedback, as_number, check_build, check_number, checker
+from ._core import Feedback, as_number, check_build, check_number, checker, generator
 
 __all__ = ['check_rollout', 'check_uniform_rollout']
 
@@ -33,7 +33,7 @@ def _rollout(attentions, head_fusion="mean", residual=True, *, fusion=None, orde
 def _rollout_cases():
     from attnlab.rollout import attention_rollout
 
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
 
     def weights(B, h, N, sharp=1.0, blocked=False):
         s = sharp * torch.randn(B, h, N, N, generator=g, dtype=torch.float64)

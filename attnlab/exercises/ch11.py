@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ._core import Feedback, as_number, check_build, checker, diagnose, fmt
+from ._core import AUTOGRAD, Feedback, as_number, check_build, checker, diagnose, fmt, generator
 
 __all__ = ['check_policy_variance', 'check_reinforce_grads']
 
@@ -90,7 +90,7 @@ def _hybrid(l, mu, sigma, reward, baseline, *, sign=1.0, detach=True, use_baseli
 
 def _reinforce_cases():
     """Random rewards, every reward 1, every reward 0, one sample, a baseline equal to R."""
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     for B, T, sigma, rewards in ((4, 2, 0.15, "random"), (1, 1, 0.5, "random"),
                                  (7, 3, 1.0, "all 1"), (5, 4, 0.15, "all 0"),
                                  (3, 2, 0.15, "baseline = R")):
@@ -127,7 +127,7 @@ def _library_reference(l, mu, sigma, reward, baseline):
     return parts["policy"] + parts["baseline"], grad_mu, grad_b
 
 
-@checker("ex-hard-reinforce-build")
+@checker("ex-hard-reinforce-build", forbid=AUTOGRAD)
 def check_reinforce_grads(fn) -> Feedback:
     r"""Exercise :ref:`ex-hard-reinforce-build`: the policy and baseline terms of the hybrid loss
     and their gradients, by hand.

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ._core import (Feedback, as_number, check_build, checker, diagnose, fmt,
-                    formula_or_counts, formula_values)
+                    formula_or_counts, formula_values, generator)
 
 __all__ = ['check_resatt_gradient', 'check_c2f_params', 'check_c2f']
 
@@ -130,7 +130,7 @@ def _c2f_cases():
     """Odd sizes, c_in != c_out, one pixel, n = 1, 2, 3, batch norms with random statistics."""
     from attnlab.practice import C2f
 
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
     for B, c_in, c_out, n, H, W in ((1, 3, 4, 1, 5, 7), (2, 8, 8, 2, 6, 6), (3, 5, 6, 3, 4, 9),
                                     (1, 4, 2, 1, 1, 1), (2, 6, 10, 2, 3, 3)):
         block = C2f(c_in, c_out, n).double().eval()

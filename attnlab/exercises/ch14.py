@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._core import Feedback, as_number, check_build, checker, diagnose, fmt
+from ._core import Feedback, as_number, check_build, checker, diagnose, fmt, generator
 
 __all__ = ["check_scale_receptive", "check_crop_and_zoom", "check_nested_square"]
 
@@ -85,7 +85,7 @@ def check_scale_receptive(fine, coarse=None) -> Feedback:
 
 def _crop_cases():
     """The chapter's shapes, odd and non-square images, the identity, a square half outside."""
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
 
     def rand(*shape):
         return torch.rand(*shape, generator=g, dtype=torch.float64)
@@ -187,7 +187,7 @@ def check_nested_square(fn) -> Feedback:
     read off :func:`attnlab.practice.crop_and_zoom` itself, applied twice to a coordinate ramp.
     """
     def cases():
-        g = torch.Generator().manual_seed(1)
+        g = generator(1)
         for B in (3, 1, 5):
             t1, t2 = (0.6 * torch.rand(B, 2, generator=g, dtype=torch.float64) - 0.3
                       for _ in range(2))

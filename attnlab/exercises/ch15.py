@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ._core import Feedback, as_number, check_build, checker, diagnose, fmt
+from ._core import Feedback, as_number, check_build, checker, diagnose, fmt, generator
 
 __all__ = ["check_sat_chance", "check_attend_step"]
 
@@ -92,7 +92,7 @@ def _attend_reference(h, a, w_h, w_a, w, mask=None, *, tanh=True, dim=-1):
 def _attend_cases():
     """Random sizes (the chapter's among them), masks, one annotation, large scores, a blocked
     row."""
-    g = torch.Generator().manual_seed(0)
+    g = generator(0)
 
     def rand(*shape, scale=1.0):
         return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
