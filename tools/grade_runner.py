@@ -1,0 +1,179 @@
+"""Run one student's function for the grader: the only process that ever calls it when grading.
+
+    python grade_runner.py WIRE_DIR      # inside its own sandbox (tools/grade_sandbox.py)
+
+It talks in frames (a 4-byte length, then JSON) on stdin and stdout. The first frame is
+``{"op": "load", "function": wire data, "forbid": [dotted names]}``; each later one
+``{"op": "call", "args": wire, "kwargs": wire}``, answered ``{"result": wire}`` or
+``{"raised": name, "message": text}``. It never sees an expected value: the grader's checking
+process keeps those and compares.
+
+Its sandbox holds torch, numpy, cloudpickle and the standard library, and *not* attnlab, so a
+function that leans on the library's own reference cannot even be loaded. Before the function is
+unpickled, every name in ``forbid`` (the reference the task is checked against, such as
+``torch.nn.functional.scaled_dot_product_attention`` or torch's autograd) is replaced, here and
+under the same name in torch's other namespaces, by something that raises
+:class:`ReferenceUnavailable`, and while the function runs a torch function mode refuses those
+functions under whatever name they are reached. A determined student can still get around
+torch's guards (they are Python); the instructors' page says so.
+"""
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import os
+import sys
+
+import torch
+from torch.overrides import TorchFunctionMode
+
+IN = OUT = _wire = None              # the frames' streams and the wire format (main() sets them)
+
+
+class ReferenceUnavailable(Exception):
+    """The function called what it is checked against."""
+
+
+def _message(dotted: str) -> str:
+    return (f"{dotted} is what this task is checked against, so it is not available when "
+            "grading: compute it yourself")
+
+
+class _Blocked:
+    """Stands where a forbidden function (or class, or engine) was."""
+
+    def __init__(self, dotted: str):
+        object.__setattr__(self, "_dotted", dotted)
+
+    def __call__(self, *args, **kwargs):
+        raise ReferenceUnavailable(_message(object.__getattribute__(self, "_dotted")))
+
+    def __getattr__(self, name):
+        raise ReferenceUnavailable(_message(object.__getattribute__(self, "_dotted")))
+
+
+class _Refuse(TorchFunctionMode):
+    """Refuses the forbidden torch functions under any name they are called by."""
+
+    def __init__(self, leaves: dict[str, str]):
+        super().__init__()
+        self.leaves = leaves
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = str(getattr(func, "__name__", "")).split(".")[0]
+        if name in self.leaves:
+            raise ReferenceUnavailable(_message(self.leaves[name]))
+        return func(*args, **(kwargs or {}))
+
+
+def _owner(path: str):
+    """The object at dotted ``path`` (a module, or an attribute of one)."""
+    parts = path.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for part in parts[i:]:
+            obj = getattr(obj, part)
+        return obj
+    raise ImportError(path)
+
+
+def forbid(names) -> dict[str, str]:
+    """Replace each dotted name (and its namesakes in torch's namespaces) by a blocker."""
+    aliases = [torch, torch._C, torch._C._nn, torch.nn.functional, torch.ops.aten]
+    leaves = {}
+    for dotted in names:
+        home, _, leaf = str(dotted).rpartition(".")
+        leaves.setdefault(leaf, dotted)                 # the first, most public, name is told
+        owners = []
+        try:
+            owners.append(_owner(home))
+        except (ImportError, AttributeError):
+            pass
+        for owner in owners + aliases:
+            try:
+                if hasattr(owner, leaf) and not isinstance(getattr(owner, leaf), _Blocked):
+                    setattr(owner, leaf, _Blocked(leaves[leaf]))
+            except (AttributeError, TypeError, ReferenceUnavailable):
+                pass                                   # read-only: the function mode refuses it
+    return leaves
+
+
+def read():
+    header = IN.read(4)
+    if len(header) < 4:
+        return None
+    n = _wire.unpack_length(header)
+    data = b""
+    while len(data) < n:
+        chunk = IN.read(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return json.loads(data)
+
+
+def write(obj) -> None:
+    OUT.write(_wire.pack(json.dumps(obj, allow_nan=False).encode()))
+
+
+def raised(e: BaseException) -> dict:
+    return {"raised": type(e).__name__[:100], "message": str(e)[:300]}
+
+
+def main() -> int:
+    global IN, OUT, _wire
+    OUT = os.fdopen(os.dup(1), "wb", buffering=0)      # frames; print() goes to stderr instead
+    os.dup2(2, 1)
+    IN = os.fdopen(os.dup(0), "rb", buffering=0)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    sys.path.insert(0, sys.argv[1])    # the folder of attnlab/exercises/_wire.py: in the
+    _wire = importlib.import_module("_wire")    # sandbox that file alone is there
+    load = read()
+    if not isinstance(load, dict) or load.get("op") != "load":
+        return 2
+    data = load.get("function") or {}
+    leaves = forbid(load.get("forbid", []))
+    fn, error = None, None
+    if not data.get("__function__"):
+        error = "your function could not be pickled in the notebook: " + str(data.get("error"))
+    else:
+        try:
+            import cloudpickle
+            with _Refuse(leaves):
+                fn = cloudpickle.loads(base64.b64decode(data["__function__"]))
+        except ModuleNotFoundError as e:
+            error = (f"your function needs the module {e.name!r}, which is not available when "
+                     "grading (build tasks run with torch, numpy and Python's standard library "
+                     "only; attnlab itself is left out)")
+        except BaseException as e:  # noqa: BLE001 - anything the pickle does: reported
+            error = f"your function could not be loaded: {type(e).__name__}: {e}"
+    write({"ok": True} if error is None else {"error": error[:500]})
+    while (call := read()) is not None:
+        if error is not None:
+            write({"raised": "NotGradable", "message": error[:500]})
+            continue
+        try:
+            args = _wire.decode(call["args"])
+            kwargs = _wire.decode(call["kwargs"])
+        except Exception as e:  # noqa: BLE001 - the grader's own data: should not happen
+            write(raised(e))
+            continue
+        try:
+            with _Refuse(leaves):
+                result = fn(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - the student's code: reported, not fatal
+            write(raised(e))
+            continue
+        try:
+            write({"result": _wire.encode(result)})
+        except Exception as e:  # noqa: BLE001 - an output the wire cannot carry
+            write({"raised": "NotGradable", "message": f"the output could not be sent: {e}"})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
