@@ -1,17 +1,29 @@
-"""The grader (tools/grade.py) on the made-up class of tools/demo_class.py.
+"""The grader (tools/grade.py) on the made-up class of tools/demo_class.py, red team included.
 
-Eight students hand in chapter 2's checked exercises: right, wrong, raising before the answers,
-never stopping, killing its kernel, untouched stubs, no answers at all, and a forged verdict with
-an attempt to read another student's work, reach the network and delete a file.
+An ordinary class hands in chapter 2: right, wrong, raising before the answers, never stopping,
+killing its kernel, untouched stubs, no answers at all. The red team (see tools/demo_class.py)
+sabotages the next student, leaves a daemon, probes the sandbox, forges and floods the grade
+log and the result file, calls the reference, feeds the checker its own data, replays the
+checker's fixed cases, hands in links, pipes and oversized files, and names folders like
+formulas and HTML. Every honest student must keep the right grade, every hostile one get exactly
+what its answers earn, and the tables must stay tables. Most of it needs bubblewrap
+(``make sandbox``); without it the tests that need isolation are skipped.
 """
+import base64
 import csv
 import importlib.util
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
 
 
 def _load(name):
@@ -21,17 +33,32 @@ def _load(name):
     return module
 
 
-grade, demo_class = _load("grade"), _load("demo_class")
-LIMIT = 60  # seconds per notebook: ample for these, even on a busy machine
+grade, demo_class, grade_check = _load("grade"), _load("demo_class"), _load("grade_check")
+import grade_sandbox  # noqa: E402
+
+LIMIT = 45  # seconds per notebook: ample for these (each runs in under 15 s on a busy machine)
 SCALE, BUILD = "ex-self-attention-scale", "ex-self-attention-build"
+ISOLATED = grade_sandbox.Sandbox().isolated
+needs_bwrap = pytest.mark.skipif(not ISOLATED, reason="needs bubblewrap (make sandbox)")
+WITHHELD = "When grading, the checker's hints and expected values are not shown"
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("class")
     subs, out = base / "submissions", base / "grades"
-    canary = demo_class.make_class(subs, base / "canary.txt")
-    rows = grade.grade(subs, out, timeout=LIMIT)
+    canary = demo_class.make_class(subs, base / "canary.txt", base / "agent.sock")
+    agent = socket.socket(socket.AF_UNIX)          # an SSH agent the sandbox must not reach
+    agent.bind(str(base / "agent.sock"))
+    agent.listen(1)
+    saved = {k: os.environ.get(k) for k in ("GRADER_CANARY_TOKEN", "SSH_AUTH_SOCK")}
+    os.environ.update(GRADER_CANARY_TOKEN="s3cret", SSH_AUTH_SOCK=str(base / "agent.sock"))
+    try:
+        rows = grade.grade(subs, out, timeout=LIMIT)
+    finally:
+        agent.close()
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.update({k: v})
     return rows, out, canary
 
 
@@ -39,14 +66,19 @@ def rows_of(rows, student):
     return {r["exercise"]: r for r in rows if r["student"] == student}
 
 
+# --- the ordinary class --------------------------------------------------------------------
+
 def test_right_and_wrong_answers(graded):
     alice, bob = rows_of(graded[0], "alice"), rows_of(graded[0], "bob")
     assert alice["(notebook)"]["passed"] and alice["(notebook)"]["message"] == "ran to the end"
     assert set(alice) == {"(notebook)", SCALE, BUILD}
     assert alice[SCALE]["passed"] and alice[SCALE]["message"].startswith("Correct!")
     assert alice[BUILD]["passed"] and "matches F.scaled_dot_product_attention" in alice[BUILD]["message"]
+    assert (alice[SCALE]["points"], alice[BUILD]["points"]) == (1, 1)
     assert bob["(notebook)"]["passed"]
-    assert not bob[SCALE]["passed"] and "each product q_i k_i has variance" in bob[SCALE]["message"]
+    assert not bob[SCALE]["passed"] and bob[SCALE]["points"] == 0
+    assert "factor = 0.0625" in bob[SCALE]["message"] and WITHHELD in bob[SCALE]["message"]
+    assert "0.015625" not in bob[SCALE]["message"]            # the expected value is withheld
     assert not bob[BUILD]["passed"] and "not scaled" in bob[BUILD]["message"]
 
 
@@ -61,9 +93,8 @@ def test_a_notebook_that_never_stops_is_stopped(graded):
     dave = rows_of(graded[0], "dave")
     assert not dave["(notebook)"]["passed"]
     assert "did not finish" in dave["(notebook)"]["message"]
-    assert LIMIT <= float(dave["(notebook)"]["seconds"]) < LIMIT + 30
-    assert {dave[SCALE]["message"], dave[BUILD]["message"]} == \
-        {"not attempted: the checker was never called"}
+    assert LIMIT <= float(dave["(notebook)"]["seconds"]) < LIMIT + 20
+    assert {dave[SCALE]["message"], dave[BUILD]["message"]} == {grade.NOT_ATTEMPTED}
 
 
 def test_a_notebook_that_kills_its_kernel_is_reported_and_graded_on(graded):
@@ -80,35 +111,215 @@ def test_untouched_stubs_are_not_done_and_missing_answers_not_attempted(graded):
     assert erin[BUILD]["message"] == ("Not done yet. Your function still raises "
                                       "NotImplementedError: fill in the stub.")
     assert not frank[SCALE]["passed"] and not frank[BUILD]["passed"]
-    assert frank[BUILD]["message"] == "not attempted: the checker was never called"
+    assert frank[BUILD]["message"] == grade.NOT_ATTEMPTED
 
 
-def test_a_forged_verdict_is_checked_again(graded):
-    mallory = rows_of(graded[0], "mallory")
-    assert not mallory[SCALE]["passed"]                        # the log said "ok": True
-    assert "expected 0.015625, got 0.5" in mallory[SCALE]["message"]
-    assert mallory[SCALE]["message"].endswith("(the notebook printed a different verdict)")
+# --- the red team ----------------------------------------------------------------------------
+
+@needs_bwrap
+def test_a_saboteur_gets_his_own_grade_and_cannot_touch_the_next_student(graded):
+    aaron, alice = rows_of(graded[0], "aaron"), rows_of(graded[0], "alice")
+    assert aaron[SCALE]["passed"]                              # his factor is right
+    assert not aaron[BUILD]["passed"]                          # his attention is the reference
+    assert "ReferenceUnavailable: torch.nn.functional.scaled_dot_product_attention" \
+        in aaron[BUILD]["message"]
+    assert alice[SCALE]["passed"] and alice[BUILD]["passed"]   # graded right after him
+    alive = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            alive += [comm] if comm.read_text().strip() == "aaron-daemon" else []
+        except OSError:
+            pass
+    assert not alive, "aaron's daemon outlived his run"
 
 
-@pytest.mark.skipif(not grade.sandbox_available(), reason="needs Linux namespaces (unshare)")
-def test_a_notebook_cannot_read_others_reach_the_network_or_delete_files(graded):
+@needs_bwrap
+def test_the_sandbox_hides_the_machine(graded):
     rows, _, canary = graded
-    message = rows_of(rows, "mallory")["probe"]["message"]
-    probe = json.loads(message.removeprefix("unknown exercise: "))
-    assert probe["other"] == "FileNotFoundError"         # the submissions folder is hidden
-    assert probe["network"] == "OSError"                 # no route: only a loopback device
-    assert probe["delete"] == "OSError"                  # read-only file system
+    message = rows_of(rows, "aaron")["(notebook)"]["message"]
+    probe = json.loads(message.split("RuntimeError: probe ", 1)[1])
+    assert probe["env"] == []                    # no variable of the grader's environment
+    assert probe["passwd"] == "student"          # a passwd of the sandbox's own
+    assert probe["other"] == probe["canary"] == probe["delete"] == "FileNotFoundError"
+    assert probe["write"] == "OSError"           # read-only file system
+    assert probe["agent"] == "FileNotFoundError"  # no Unix socket of the machine (SSH agent)
+    assert probe["net"] == "OSError"             # no route: only a loopback device
+    assert probe["grader"] == 0                  # no process outside the sandbox is visible
     assert canary.read_text() == "still here"
+
+
+def test_forged_and_flooded_logs_change_nothing_but_her_own_rows(graded):
+    mallory = rows_of(graded[0], "mallory")
+    assert set(mallory) == {"(notebook)", SCALE, BUILD}       # no forged label became a row
+    assert not mallory[SCALE]["passed"] and "factor = 0.5" in mallory[SCALE]["message"]
+    assert not mallory[BUILD]["passed"] and "could not be read" in mallory[BUILD]["message"]
+    notebook = mallory["(notebook)"]["message"]
+    assert not mallory["(notebook)"]["passed"] and "without a valid report" in notebook
+    assert "pwned" not in notebook and "<script>" not in notebook
+    assert "only the first 2,000 lines" in notebook and "other chapters were ignored" in notebook
+
+
+def test_passing_without_solving_fails(graded):
+    eve = rows_of(graded[0], "eve")
+    assert not any(r["passed"] for r in eve.values() if r["exercise"] != "(notebook)")
+    assert "weights = a list of 3 entries" in eve["ex-soft-lookup-by-hand"]["message"]
+    assert "shape (5,)" in eve["ex-soft-lookup-nearest"]["message"]     # her data is ignored
+    assert "off by up to" in eve["ex-soft-lookup-gradient"]["message"]  # fresh cases
+    assert "needs the module 'attnlab'" in eve["ex-soft-lookup-build"]["message"]
+
+
+def test_the_same_tricks_pass_in_the_learners_own_notebook(tmp_path):
+    """What eve does would pass if the grader trusted the notebook's own checks."""
+    out = subprocess.run([sys.executable, "-c", demo_class.EVE], capture_output=True, text=True,
+                         cwd=tmp_path, env={k: v for k, v in os.environ.items()
+                                            if not k.startswith("ATTNLAB_")}, timeout=300)
+    assert out.stdout.count("Correct!") == 4, out.stdout + out.stderr
+
+
+def test_links_pipes_folders_and_odd_names_are_rows(graded):
+    rows = graded[0]
+    sybil = {r["notebook"]: r["message"] for r in rows
+             if r["student"] == "sybil" and r["exercise"] == "(notebook)"}
+    assert sybil == {
+        "01_attention_as_soft_lookup": "not graded: the notebook is not a regular file (a symbolic link)",
+        "02_self_attention": "not graded: the notebook is not a regular file (a symbolic link)",
+        "03_multi_head_attention": "not graded: the notebook is not a regular file (a named pipe)",
+        "04_channel_attention": "not graded: the notebook is not a regular file (a folder)",
+        "05_spatial_attention": "not graded: the notebook is not a regular file (a symbolic link)",
+        "my_answers": sybil["my_answers"]}
+    assert sybil["my_answers"].startswith("not graded: not a chapter of the book")
+    assert not any(r["passed"] for r in rows if r["student"] == "sybil")
+    assert rows_of(rows, "zed")["(student)"]["message"].startswith("not graded: a symbolic link")
+    assert "over 20,971,520 bytes" in rows_of(rows, "huge")["(notebook)"]["message"]
+    for odd in (demo_class.FORMULA, demo_class.HTML):
+        assert rows_of(rows, odd)["(student)"]["message"].startswith("no notebook handed in")
 
 
 def test_tables(graded):
     rows, out, _ = graded
-    with open(out / "grades.csv") as f:
+    with open(out / "grades.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert [(r["student"], r["exercise"]) for r in table] == \
-        [(r["student"], r["exercise"]) for r in rows]
     assert list(table[0]) == grade.FIELDS
-    assert len({r["student"] for r in table}) == 8
+    assert len(table) == len(rows)
+    cells = [c for r in table for c in r.values()]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    assert f"'{demo_class.FORMULA}" in {r["student"] for r in table}
+    assert all(r["points"] in ("0", "1") for r in table if not r["exercise"].startswith("("))
+    assert all(r["points"] == "" for r in table if r["exercise"].startswith("("))
     md = (out / "grades.md").read_text()
     assert md.count("\n| ") == len(rows) + 1             # the header and one line per row
-    assert "| dave | 02_self_attention | (notebook) | no | did not finish: stopped after the time limit of 60 s" in md
+    assert "<img" not in md and "<script" not in md and "\n| forged" not in md
+    assert "| dave | 02\\_self\\_attention | (notebook) | no |  | did not finish: stopped after " \
+           f"the time limit of {LIMIT} s" in md
+    with open(out / "grades-moodle.csv", newline="") as f:
+        moodle = list(csv.reader(f))
+    folders = sorted(p.name for p in (out.parent / "submissions").iterdir() if p.is_dir()
+                     and not p.is_symlink())
+    assert moodle[0][0] == "username" and moodle[0][-1] == "total"
+    assert sorted(r[0] for r in moodle[1:]) == sorted(grade.csv_cell(f) for f in folders)
+    alice = next(r for r in moodle if r[0] == "alice")
+    assert alice[moodle[0].index(f"02_self_attention {BUILD}")] == "1" and alice[-1] == "2"
+
+
+# --- the parts, without notebooks ------------------------------------------------------------
+
+def test_cells_are_neutralised():
+    assert grade.csv_cell("=1+1") == "'=1+1" and grade.csv_cell("@SUM(A1)") == "'@SUM(A1)"
+    assert grade.csv_cell("-2") == "'-2" and grade.csv_cell("+2") == "'+2"
+    assert grade.csv_cell("\tx") == " x" and grade.csv_cell("a\nb") == "a b"    # no control
+    assert grade.csv_cell("\r=1") == " =1"                                         # characters
+    assert len(grade.csv_cell("x" * 10_000)) == 2000
+    assert grade.md_cell("a|b\n<i>`c`</i>[d](e)") == r"a\|b &lt;i&gt;\`c\`&lt;/i&gt;\[d\](e)"
+    assert grade.md_cell("\udcff") == "\ufffd"                  # broken UTF-8 in a file name
+
+
+def test_files_a_student_controls_are_read_with_care(tmp_path):
+    (tmp_path / "big").write_bytes(b"x" * 100)
+    (tmp_path / "link").symlink_to(tmp_path / "big")
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "dir").mkdir()
+    assert grade_sandbox.read_capped(tmp_path / "big", 10) == (b"x" * 10, "over 10 bytes")
+    assert grade_sandbox.read_capped(tmp_path / "link", 10)[1] == "not a regular file (a symbolic link)"
+    assert grade_sandbox.read_capped(tmp_path / "fifo", 10)[1] == "not a regular file (a named pipe)"
+    assert grade_sandbox.read_capped(tmp_path / "dir", 10)[1] == "not a regular file (a folder)"
+    assert grade_sandbox.read_capped(tmp_path / "none", 10) == (None, "missing")
+
+
+def test_the_log_is_read_with_limits():
+    scale = {"exercise": SCALE, "answer": {"factor": 0.015625}}
+    lines = [b"[1, 2]", b"\xff\xfe", b"{broken", b"[" * 100_000, json.dumps(scale).encode(),
+             json.dumps({"exercise": "ex-soft-lookup-build", "answer": {}}).encode(),
+             json.dumps({**scale, "answer": {"factor": 0.5}}).encode()]
+    records, notes = grade_check.parse(b"\n".join(lines), [SCALE, BUILD], truncated=False)
+    assert records == {SCALE: {**scale, "answer": {"factor": 0.5}}}      # the last one counts
+    assert notes == ["4 unreadable line(s) of the grade log were skipped",
+                     "1 answer(s) to exercises of other chapters were ignored"]
+    start = time.monotonic()
+    records, notes = grade_check.parse(b"{}\n" * 50_000, [SCALE], truncated=True)
+    assert time.monotonic() - start < 5 and not records
+    assert notes[:2] == ["the grade log was cut at its size limit",
+                         "only the first 2,000 lines of the grade log were read"]
+
+
+def test_settings_are_ignored_and_cost_nothing():
+    from conftest import grade_record
+    start = time.monotonic()
+    loose = grade_record({"exercise": SCALE, "answer": {"factor": 0.5, "rtol": 1e9,
+                                                         "d_k": 10**12}})
+    huge = grade_record({"exercise": "ex-eff-crossover", "answer": {"n": 65, "d": 10**12}})
+    assert not loose.ok and huge.ok and time.monotonic() - start < 10
+
+
+@needs_bwrap
+def test_a_function_runs_alone_without_its_reference(tmp_path):
+    """Each submitted function runs in a sandbox of its own, where attnlab is missing and the
+    reference raises under any of its names, within a time budget."""
+    import cloudpickle
+
+    def data(fn):
+        return {"__function__": base64.b64encode(cloudpickle.dumps(fn)).decode(), "name": "f"}
+
+    def alias(q, k, v):
+        import torch
+        return torch._C._VariableFunctions._scaled_dot_product_attention_math(q, k, v)[0]
+
+    def autograd(q, k, v):
+        q = q.clone().requires_grad_(True)
+        (q * k).sum().backward()
+        return q.grad
+
+    def forever(q, k, v):
+        while True:
+            pass
+
+    from attnlab.exercises import _core, _wire
+    checker = grade.Checker(grade_sandbox.Sandbox(), grade_sandbox.Limits(), function_timeout=3)
+    import torch
+    args = _wire.encode([torch.ones(1, 2, 2)] * 3)
+    for fn, forbid, kind in ((alias, _core.ATTENTION, "ReferenceUnavailable"),
+                             (autograd, _core.AUTOGRAD, "ReferenceUnavailable"),
+                             (forever, (), "TimeoutError")):
+        runner = grade.Runner(checker, data(fn), list(forbid), time.monotonic() + 120)
+        try:
+            reply = json.loads(runner.call(args, _wire.encode({})))
+        finally:
+            runner.stop()
+        assert reply["raised"] == kind, reply
+
+
+def test_one_failing_notebook_is_one_row(tmp_path, monkeypatch):
+    """An error of the grader's own on one notebook becomes a row; the others are graded."""
+    for student in ("ann", "ben"):
+        (tmp_path / "subs" / student).mkdir(parents=True)
+        (tmp_path / "subs" / student / "notes.ipynb").write_text("{}")
+
+    def explode(self, student, path):
+        if student == "ann":
+            raise RuntimeError("boom")
+        return [{"student": student, "notebook": path.stem, "exercise": "(notebook)",
+                 "passed": False, "points": "", "seconds": "", "message": "fine"}]
+    monkeypatch.setattr(grade.Grader, "notebook", explode)
+    rows = grade.grade(tmp_path / "subs", tmp_path / "out", timeout=5, use_bwrap=False)
+    assert [(r["student"], r["message"]) for r in rows] == [
+        ("ann", "the grader failed on this notebook (RuntimeError: boom)"), ("ben", "fine")]
+    assert (tmp_path / "out" / "grades.csv").exists()
