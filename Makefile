@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test preflight venv assets browser reader unit notebooks nbval-copies checks student grade grade-demo robustness clean
+.PHONY: book test preflight venv assets browser reader unit notebooks nbval-copies checks student grade grade-demo sandbox robustness clean
 
 book: preflight venv assets
 	$(BIN)/python tools/build_book.py
@@ -15,7 +15,7 @@ book: preflight venv assets
 
 # See tools/test.sh: the book build (seed 0, native kernels) and nbval over the student edition
 # (seed 1, portable kernels) run side by side, then the rendered pages are checked.
-test: preflight browser venv assets nbval-copies
+test: preflight browser venv assets nbval-copies sandbox
 	tools/test.sh
 
 # Python, venv and npm, checked before anything long starts (one sentence per missing piece).
@@ -66,17 +66,31 @@ student: venv
 	$(BIN)/python tools/student_edition.py notebooks student
 
 # Grade a class: make grade SUBMISSIONS=path/ (one folder per student, each with their notebooks)
-# writes grades/grades.csv and grades/grades.md; GRADE_TIMEOUT seconds per notebook (default 300).
+# writes grades/grades.csv, grades/grades.md and grades/grades-moodle.csv; GRADE_TIMEOUT seconds
+# per notebook (default 300). See book/instructors.md.
 SUBMISSIONS ?=
 GRADE_TIMEOUT ?= 300
-grade: venv
+grade: venv sandbox
 	@test -n "$(SUBMISSIONS)" || (echo "usage: make grade SUBMISSIONS=path/to/submissions" && false)
 	$(BIN)/python tools/grade.py $(SUBMISSIONS) --out grades --timeout $(GRADE_TIMEOUT)
 
-# The grader on the made-up class of its tests (tools/demo_class.py): grades-demo/grades.md.
-grade-demo: venv
+# The grader on the made-up class of its tests, red team included (tools/demo_class.py):
+# grades-demo/grades.md.
+grade-demo: venv sandbox
 	rm -rf _grade_demo && $(BIN)/python tools/demo_class.py _grade_demo/submissions
 	$(BIN)/python tools/grade.py _grade_demo/submissions --out grades-demo --timeout 60
+
+# The grader's sandbox is bubblewrap (bwrap): installed from the Debian package when this is a
+# Debian or Ubuntu system and make runs as root; otherwise one sentence says what to install
+# (without it the grader still runs, and its report says the notebooks were not isolated).
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	     grep -qiE '^(ID|ID_LIKE)=.*(debian|ubuntu)' /etc/os-release 2>/dev/null; then \
+	    apt-get update -qq && apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "The grader's sandbox needs bubblewrap: install the package 'bubblewrap' (it provides bwrap), e.g. sudo apt-get install bubblewrap."; \
+	  fi; }
 
 # Every chapter over seeds 0-4 x {this machine's kernels, PyTorch's portable kernels}; writes
 # book/robustness_runs/<cpu>-cpu.jsonl, which the page "How robust are these numbers?" shows.
