@@ -196,6 +196,7 @@ def _variants(scores, ndim: int, name: str = "scores") -> dict[str, np.ndarray]:
 
 def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str], *,
                        queries: Sequence[str] | None = None, values=None, mask=None,
+                       masked: bool | None = None,
                        temperature: tuple[float, float, float] = (0.1, 4.0, 1.0),
                        variant_name: str = "variant", title: str | None = None,
                        cell: tuple[int, int] = (22, 22)):
@@ -211,6 +212,9 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
         values: optional ``(h, S)`` (or a dict of them, one per variant) scalar values per key;
             the page shows the weighted sum :math:`\sum_s \alpha_{ts} v_s` for the chosen query.
         mask: optional ``(T, S)`` boolean, True = may attend; a check box switches it on and off.
+        masked: whether the figure opens with the mask on (default: when a mask is given). Open
+            it in the state the text describes: a model trained without the mask is seen
+            without it first.
         temperature: ``(low, high, start)`` of the temperature slider, ``0 < low < high``; the
             page uses ``softmax(score / temperature)``.
         cell: width and height in pixels of one key and one query in the heat map.
@@ -226,6 +230,11 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
     queries = keys if queries is None else queries
     key_expr, query_list = _labels(keys, S, "keys", arrays), _labels(queries, T, "queries", arrays)
     allowed = np.ones((T, S), bool) if mask is None else _bool_array(mask, "mask", (T, S))
+    opens_masked = mask is not None if masked is None else masked
+    if not isinstance(opens_masked, bool):
+        raise TypeError(f"masked must be True, False or None, got {masked!r}")
+    if opens_masked and mask is None:
+        raise ValueError("masked=True needs a mask to switch on")
     low, high, start = _slider(temperature, "temperature", positive=True)
     _text(variant_name, "variant_name"), _text(title, "title", optional=True)
     cell = checks.int_pair(cell, "cell")
@@ -254,7 +263,7 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
                                                          name="temperature ")),
         _control("query", 0, alt.binding_range(min=0, max=T - 1, step=1, name="query position ")),
         _control("head", 0, h > 1 and alt.binding_range(min=0, max=h - 1, step=1, name="head ")),
-        _control("masked", mask is not None, mask is not None and alt.binding_checkbox(name="mask ")),
+        _control("masked", opens_masked, mask is not None and alt.binding_checkbox(name="mask ")),
         _control("variant", names[0], len(names) > 1 and alt.binding_select(
             options=names, name=f"{variant_name} ")),
     ]

@@ -37,6 +37,21 @@ def test_attention_explorer_spec_has_the_controls_and_the_data():
     assert {p["name"] for p in single["params"] if "bind" in p} == {"temperature", "query"}
 
 
+def test_attention_explorer_opens_in_the_state_asked_for():
+    mask = torch.ones(3, 3, dtype=torch.bool).tril()
+
+    def opens(**kw):
+        spec = live.attention_explorer(torch.randn(1, 3, 3), list("abc"), **kw).to_dict()
+        return next(p["value"] for p in spec["params"] if p["name"] == "masked")
+
+    assert opens(mask=mask) is True and opens(mask=mask, masked=False) is False
+    assert opens() is False
+    with pytest.raises(ValueError, match="needs a mask"):
+        opens(masked=True)
+    with pytest.raises(TypeError, match="masked must be"):
+        opens(mask=mask, masked="yes")
+
+
 def test_explorers_refuse_mismatched_labels_and_shapes():
     with pytest.raises(ValueError, match="keys must have 4 labels"):
         live.attention_explorer(torch.randn(1, 3, 4), list("abc"))
