@@ -370,8 +370,11 @@ def image_attention_explorer(affinities: Mapping[str, object], image, *, key_gri
         x=alt.X("kj:O", title=None, axis=None), y=alt.Y("ki:O", title=None, axis=None),
         color=alt.Color("weight:Q", scale=alt.Scale(scheme="viridis"), title="weight"),
         tooltip=[alt.Tooltip("weight:Q", format=".4f")],
-    ).properties(width=cell * W, height=cell * H,
-                 title=alt.Title(alt.expr("'weights of pixel (' + qrow + ', ' + qcol + ')'")))
+    ).properties(width=cell * W, height=cell * H, title=alt.Title(alt.expr(
+        "'weights of pixel (' + qrow + ', ' + qcol + ')'"
+        # a form that divides by M has no temperature: say so where the slider acts on nothing
+        f" + (indexof({json.dumps(list(softmax))}, variant) < 0 ? "
+        f"' (divided by {M}: no temperature)' : '')")))
     # in the page, a click on a pixel sets the two sliders (see the loader in publish)
     chart = alt.hconcat(picture, heat).add_params(*params).resolve_scale(
         color="independent").properties(usermeta={"attnlab_click": {"qrow": "i", "qcol": "j"}})

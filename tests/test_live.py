@@ -217,3 +217,10 @@ def test_a_float_mask_is_refused_not_inverted():
                                AF.masked_softmax(scores, allowed).numpy(), atol=1e-12)
     # a row mask broadcasts over the queries, never beyond the scores
     assert live.softmax_weights(scores, 0.5, allowed[0]).shape == (3, 4)
+
+
+def test_image_explorer_says_where_the_temperature_does_not_apply():
+    chart = live.image_attention_explorer({"gaussian": torch.randn(16, 4), "dot": torch.rand(16, 4)},
+                                          torch.rand(4, 4, 3), key_grid=(2, 2), softmax=["gaussian"])
+    title = chart.to_dict()["hconcat"][1]["title"]["text"]["expr"]
+    assert 'indexof(["gaussian"], variant) < 0' in title and "no temperature" in title
