@@ -173,6 +173,14 @@ class RotaryAttention:
                 f"interleaved={self.interleaved})")
 
 
+def _check_heads(q, k, num_heads: int) -> None:
+    """A per-head bias needs (B, h, T, d) queries with the bias's h heads."""
+    checks.tensor(q, "q"), checks.tensor(k, "k")
+    if q.dim() != 4 or q.shape[1] != num_heads:
+        raise ValueError(f"q must have shape (B, h, T, d) with h = {num_heads} heads, "
+                         f"got {tuple(q.shape)}")
+
+
 def alibi_slopes(num_heads: int) -> torch.Tensor:
     r"""ALiBi's slopes ``(h,)``: :math:`2^{-8i/h}`, i = 1..h, for h a power of two; otherwise
     those of the power of two below h, then every other slope of the one above (the paper's
@@ -216,10 +224,7 @@ class ALiBiAttention:
 
     def __call__(self, q, k, v, mask=None, *, dropout_p: float = 0.0, is_causal: bool = False,
                  return_attention: bool = False):
-        checks.tensor(q, "q"), checks.tensor(k, "k")
-        if q.dim() != 4 or q.shape[1] != self.num_heads:
-            raise ValueError(f"q must have shape (B, h, T, d) with h = {self.num_heads} heads, "
-                             f"got {tuple(q.shape)}")
+        _check_heads(q, k, self.num_heads)
         bias = alibi_bias(self.num_heads, q.shape[-2], k.shape[-2], slopes=self.slopes,
                           device=q.device).to(q.dtype)  # (h, T, S)
         return scaled_dot_product_attention(q, k, v, merge_masks(mask, bias), dropout_p=dropout_p,
@@ -295,10 +300,7 @@ class T5RelativeBias(nn.Module):
 
     def forward(self, q, k, v, mask=None, *, dropout_p: float = 0.0, is_causal: bool = False,
                 return_attention: bool = False):
-        checks.tensor(q, "q"), checks.tensor(k, "k")
-        if q.dim() != 4 or q.shape[1] != self.num_heads:
-            raise ValueError(f"q must have shape (B, h, T, d) with h = {self.num_heads} heads, "
-                             f"got {tuple(q.shape)}")
-        bias = self.bias(q.shape[-2], k.shape[-2]).to(q.dtype)
+        _check_heads(q, k, self.num_heads)
+        bias = self.bias(q.shape[-2], k.shape[-2]).to(q.dtype)  # (h, T, S)
         return scaled_dot_product_attention(q, k, v, merge_masks(mask, bias), dropout_p=dropout_p,
                                             is_causal=is_causal, return_attention=return_attention)
