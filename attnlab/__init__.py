@@ -25,6 +25,7 @@ One concept per module, each short enough to read beside its chapter. Mechanisms
   (:ref:`chap-residual-attention`, :ref:`chap-dense-attention`, :ref:`chap-scale-attention`)
 - ``attnlab.positions``: positions inside attention: rotary embeddings (RoPE), ALiBi's linear
   biases and T5's bucketed relative bias, each through ``MultiHeadAttention``'s seam
+- ``attnlab.cache``: the key/value cache for decoding step by step (a rolling window, sinks)
 - ``attnlab.lm``: a tiny causal language model (pre-norm decoder blocks, any of the position
   schemes, grouped-query heads, a key/value cache, head ablation, ``generate``)
 - ``attnlab.checks``: the argument checks every mechanism shares
