@@ -36,7 +36,7 @@ import numpy as np
 from attnlab import checks
 
 __all__ = ["softmax_weights", "attention_explorer", "image_attention_explorer",
-           "channel_gate_explorer", "cost_explorer", "publish"]
+           "channel_gate_explorer", "window_explorer", "cost_explorer", "publish"]
 
 BLOCKED = _BLOCKED = -1e30  # a score the page's softmax treats as -inf (weight exactly 0)
 
@@ -378,6 +378,91 @@ def image_attention_explorer(affinities: Mapping[str, object], image, *, key_gri
     # in the page, a click on a pixel sets the two sliders (see the loader in publish)
     chart = alt.hconcat(picture, heat).add_params(*params).resolve_scale(
         color="independent").properties(usermeta={"attnlab_click": {"qrow": "i", "qcol": "j"}})
+    return chart.properties(title=title) if title else chart
+
+
+def window_explorer(image, out_size: int, *, scale: tuple[float, float, float] = (0.2, 1.0, 1.0),
+                    shift: tuple[float, float] = (0.0, 0.0), title: str | None = None,
+                    cell: int = 8):
+    r"""An Altair chart of a spatial transformer's window: where it reads, and what it gives.
+
+    The window is :math:`\theta = [[s, 0, t_x], [0, s, t_y]]` (as
+    :func:`attnlab.spatial.affine_warp` reads it: output pixel :math:`(x^t, y^t)` reads the
+    input at :math:`(s x^t + t_x, s y^t + t_y)`, normalised coordinates, pixel centres). The
+    page draws the window on the image and resamples the ``out_size x out_size`` view the
+    classifier sees with bilinear interpolation (zeros outside the image), as
+    ``affine_warp`` does.
+
+    Args:
+        image: ``(H, W)`` grey image, finite.
+        out_size: side of the resampled view.
+        scale: ``(low, high, start)`` of the window's scale slider, ``0 < low``.
+        shift: ``(t_x, t_y)`` the window starts at, each in [-1, 1].
+
+    Returns:
+        an ``altair`` chart with the controls ``s``, ``tx``, ``ty``; its resampled view is the
+        data field ``seen``, ordered by ``o`` (row-major output pixel).
+    """
+    import altair as alt
+
+    img = _as_array(image, "image", 2)
+    H, W = img.shape
+    if 0 in img.shape:
+        raise ValueError(f"image must have at least one pixel, got shape {img.shape}")
+    n = checks.positive_int(out_size, "out_size")
+    low, high, start = _slider(scale, "scale", positive=True)
+    if isinstance(shift, (str, bytes)) or not hasattr(shift, "__len__") or len(shift) != 2:
+        raise TypeError(f"shift must be a pair (t_x, t_y), got {shift!r:.60}")
+    tx0, ty0 = (checks.number(v, "shift") for v in shift)
+    if not (-1 <= tx0 <= 1 and -1 <= ty0 <= 1):
+        raise ValueError(f"shift must lie in [-1, 1] x [-1, 1], got {tuple(shift)}")
+    checks.positive_int(cell, "cell"), _text(title, "title", optional=True)
+    pixels = [{"key": i * W + j, "i": i, "j": j, "v": round(float(img[i, j]), 6)}
+              for i in range(H) for j in range(W)]
+    out = [{"o": a * n + b, "oi": a, "oj": b} for a in range(n) for b in range(n)]
+    params = [
+        _control("s", start, alt.binding_range(min=low, max=high, step=0.01, name="window scale ")),
+        _control("tx", tx0, alt.binding_range(min=-1, max=1, step=0.01, name="shift x ")),
+        _control("ty", ty0, alt.binding_range(min=-1, max=1, step=0.01, name="shift y ")),
+    ]
+    vmax = float(max(img.max(), 1e-12))
+    colour = alt.Color("v:Q", scale=alt.Scale(domain=[min(0.0, float(img.min())), vmax],
+                                              scheme="greys", reverse=True), title="ink")
+    page = alt.Chart(alt.Data(values=pixels)).mark_rect().encode(
+        x=alt.X("j:O", axis=None), y=alt.Y("i:O", axis=None), color=colour,
+    ).properties(width=cell * W, height=cell * H, title="the page and the window")
+    # the window's corners in pixel coordinates: (t - s + 1) * W / 2 - 0.5 ... (t + s + 1) * W / 2
+    box = alt.Chart(alt.Data(values=[{}])).mark_rect(
+        fill=None, stroke="orange", strokeWidth=2).encode(
+        x=alt.X("x0:Q", scale=alt.Scale(domain=[0, W]), axis=None),
+        x2="x1:Q", y=alt.Y("y0:Q", scale=alt.Scale(domain=[H, 0]), axis=None), y2="y1:Q",
+    ).transform_calculate(x0=f"(tx - s + 1) * {W} / 2", x1=f"(tx + s + 1) * {W} / 2",
+                          y0=f"(ty - s + 1) * {H} / 2", y1=f"(ty + s + 1) * {H} / 2")
+    # bilinear sampling, zeros outside: u, v are the source's pixel coordinates
+    seen = alt.Chart(alt.Data(values=out)).transform_calculate(
+        u=f"(((s * ((2 * datum.oj + 1) / {n} - 1) + tx) + 1) * {W} - 1) / 2",
+        v=f"(((s * ((2 * datum.oi + 1) / {n} - 1) + ty) + 1) * {H} - 1) / 2",
+    ).transform_calculate(j0="floor(datum.u)", i0="floor(datum.v)").transform_calculate(
+        wj="datum.u - datum.j0", wi="datum.v - datum.i0")
+    corners = []
+    for name, di, dj in (("a", 0, 0), ("b", 0, 1), ("c", 1, 0), ("d", 1, 1)):
+        inside = (f"datum.i0 + {di} >= 0 && datum.i0 + {di} < {H} && "
+                  f"datum.j0 + {dj} >= 0 && datum.j0 + {dj} < {W}")
+        seen = seen.transform_calculate(**{f"k{name}": f"{inside} ? (datum.i0 + {di}) * {W} + "
+                                                        f"datum.j0 + {dj} : -1"}).transform_lookup(
+            lookup=f"k{name}", from_=alt.LookupData(alt.Data(values=pixels), "key", ["v"]),
+            as_=[f"v{name}"], default=0)
+        corners.append((name, di, dj))
+    weight = {0: "(1 - datum.{})", 1: "datum.{}"}
+    terms = " + ".join(f"{weight[di].format('wi')} * {weight[dj].format('wj')} * datum.v{name}"
+                       for name, di, dj in corners)
+    seen = seen.transform_calculate(seen=terms).mark_rect().encode(
+        x=alt.X("oj:O", axis=None), y=alt.Y("oi:O", axis=None),
+        color=alt.Color("seen:Q", scale=alt.Scale(domain=[min(0.0, float(img.min())), vmax],
+                                                  scheme="greys", reverse=True), title="ink"),
+    ).properties(width=cell * W, height=cell * H,
+                 title=f"what the classifier sees ({n} x {n})")
+    chart = alt.hconcat(alt.layer(page, box), seen).add_params(*params)
     return chart.properties(title=title) if title else chart
 
 

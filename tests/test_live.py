@@ -224,3 +224,21 @@ def test_image_explorer_says_where_the_temperature_does_not_apply():
                                           torch.rand(4, 4, 3), key_grid=(2, 2), softmax=["gaussian"])
     title = chart.to_dict()["hconcat"][1]["title"]["text"]["expr"]
     assert 'indexof(["gaussian"], variant) < 0' in title and "no temperature" in title
+
+
+def test_window_explorer_has_the_window_controls_and_checks_its_input():
+    chart = live.window_explorer(torch.rand(12, 12), 5, scale=(0.2, 1.0, 0.5), shift=(0.1, -0.2))
+    spec = chart.to_dict()
+    bound = {p["name"]: p["value"] for p in spec["params"] if "bind" in p}
+    assert bound == {"s": 0.5, "tx": 0.1, "ty": -0.2}
+    assert "seen" in json.dumps(spec) and "lookup" in json.dumps(spec)
+    with pytest.raises(ValueError, match="shift must lie in"):
+        live.window_explorer(torch.rand(4, 4), 2, shift=(1.5, 0.0))
+    with pytest.raises(TypeError, match="shift must be a pair"):
+        live.window_explorer(torch.rand(4, 4), 2, shift=0.5)
+    with pytest.raises(ValueError, match="scale must be"):
+        live.window_explorer(torch.rand(4, 4), 2, scale=(0.0, 1.0, 0.5))
+    with pytest.raises(ValueError, match="image"):
+        live.window_explorer(torch.rand(2, 4, 4), 2)
+    with pytest.raises(ValueError, match="out_size must be >= 1"):
+        live.window_explorer(torch.rand(4, 4), 0)
