@@ -466,6 +466,29 @@ def window_explorer(image, out_size: int, *, scale: tuple[float, float, float] =
     return chart.properties(title=title) if title else chart
 
 
+def _gate_rows(m, name: str, image: int, z_avg, z_max) -> list[dict]:
+    """What the page needs to recompute gate ``m`` of one image for any input scale: the
+    first layer's products with the pooled vectors ``z_avg``, ``z_max`` (C,)."""
+    import torch
+
+    from attnlab.channel import ChannelGate, EfficientChannelAttention
+
+    C = z_avg.shape[0]
+    with torch.no_grad():
+        if isinstance(m, EfficientChannelAttention):  # sigmoid(s * conv1d(z)): one term per c
+            v = m.conv(z_avg.view(1, 1, C)).view(C)
+            return [{"v": name, "i": image, "c": c, "w2": 1.0, "ua": float(v[c]), "um": 0.0,
+                     "b1": 0.0, "bias": 0.0, "relu": False} for c in range(C)]
+        w1, b1 = m.fc1.weight.flatten(1), m.fc1.bias             # (R, C), (R,)
+        w2, b2 = m.fc2.weight.flatten(1), m.fc2.bias             # (C, R), (C,)
+        both = isinstance(m, ChannelGate)                        # MLP(avg) + MLP(max)
+        ua, um = w1 @ z_avg, (w1 @ z_max if both else torch.zeros_like(b1))
+        return [{"v": name, "i": image, "c": c, "w2": float(w2[c, r]), "ua": float(ua[r]),
+                 "um": float(um[r]), "b1": float(b1[r]), "two": both,
+                 "bias": float(b2[c]) * (2 if both else 1), "relu": True}
+                for c in range(C) for r in range(w1.shape[0])]
+
+
 def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: int = 1,
                           scale: tuple[float, float, float] = (0.0, 3.0, 1.0),
                           title: str | None = None):
@@ -479,13 +502,13 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
         gates: ``{name: module}`` with :class:`attnlab.channel.SqueezeExcite`,
             :class:`~attnlab.channel.EfficientChannelAttention` or
             :class:`~attnlab.channel.ChannelGate` modules (ReLU and sigmoid, as built by default).
-        feature_map: ``(1, C, H, W)``, the map the gates read, or ``{name: map}`` when each gate
-            reads its own network's features.
+        feature_map: ``(n, C, H, W)``, the maps of n images the gates read, or ``{name: maps}``
+            when each gate reads its own network's features; with n > 1 a slider picks the image.
         groups: colour the channels in this many equal groups (e.g. one per input channel).
         scale: ``(low, high, start)`` of the slider, ``low < high``.
 
     Returns:
-        an ``altair`` chart with the controls ``scale`` and ``variant``.
+        an ``altair`` chart with the controls ``scale``, ``variant`` and (n > 1) ``image``.
     """
     import altair as alt
     import torch
@@ -501,9 +524,11 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
     checks.positive_int(groups, "groups"), _text(title, "title", optional=True)
     low, high, start = _slider(scale, "scale", positive=False)
     widths = {name: checks.feature_map(x, "feature_map").shape[1] for name, x in maps.items()}
-    if len(set(widths.values())) != 1 or any(x.shape[0] != 1 for x in maps.values()):
-        raise ValueError(f"feature_map must have shape (1, C, H, W), the same C for every gate, "
-                         f"got {[tuple(x.shape) for x in maps.values()]}")
+    counts = {x.shape[0] for x in maps.values()}
+    if len(set(widths.values())) != 1 or len(counts) != 1 or 0 in counts:
+        raise ValueError(f"feature_map must have shape (n, C, H, W), the same n >= 1 and C for "
+                         f"every gate, got {[tuple(x.shape) for x in maps.values()]}")
+    n_images = counts.pop()
     rows = []
     for name, m in gates.items():
         x = maps[name].detach().double().cpu()
@@ -511,34 +536,23 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
         if getattr(m, "channels", None) not in (None, C):
             raise ValueError(f"gates[{name!r}] is built for {m.channels} channels, its "
                              f"feature_map has {C}")
-        z_avg, z_max = x.mean(dim=(2, 3))[0], x.amax(dim=(2, 3))[0]  # (C,) each
+        if not isinstance(m, (EfficientChannelAttention, SqueezeExcite, ChannelGate)):
+            raise TypeError(f"gates[{name!r}] must be SE, ECA or CBAM's channel gate, "
+                            f"got {type(m).__name__}")
         m = copy.deepcopy(m).double().cpu()  # leave the caller's module as it is
-        with torch.no_grad():
-            if isinstance(m, EfficientChannelAttention):  # sigmoid(s * conv1d(z)): one term per c
-                v = m.conv(z_avg.view(1, 1, C)).view(C)
-                rows += [{"v": name, "c": c, "w2": 1.0, "ua": float(v[c]), "um": 0.0, "b1": 0.0,
-                          "bias": 0.0, "relu": False} for c in range(C)]
-                continue
-            if not isinstance(m, (SqueezeExcite, ChannelGate)):
-                raise TypeError(f"gates[{name!r}] must be SE, ECA or CBAM's channel gate, "
-                                f"got {type(m).__name__}")
-            w1, b1 = m.fc1.weight.flatten(1), m.fc1.bias             # (R, C), (R,)
-            w2, b2 = m.fc2.weight.flatten(1), m.fc2.bias             # (C, R), (C,)
-            both = isinstance(m, ChannelGate)                        # MLP(avg) + MLP(max)
-            ua, um = w1 @ z_avg, (w1 @ z_max if both else torch.zeros_like(b1))
-            rows += [{"v": name, "c": c, "w2": float(w2[c, r]), "ua": float(ua[r]),
-                      "um": float(um[r]), "b1": float(b1[r]), "two": both,
-                      "bias": float(b2[c]) * (2 if both else 1), "relu": True}
-                     for c in range(C) for r in range(w1.shape[0])]
+        for i in range(n_images):
+            rows += _gate_rows(m, name, i, x[i].mean(dim=(1, 2)), x[i].amax(dim=(1, 2)))
     names = list(gates)
     params = [_control("scale", start, alt.binding_range(min=low, max=high, step=0.01,
                                                          name="input scale s ")),
               _control("variant", names[0], len(names) > 1 and alt.binding_select(
-                  options=names, name="gate "))]
+                  options=names, name="gate ")),
+              _control("image", 0, n_images > 1 and alt.binding_range(
+                  min=0, max=n_images - 1, step=1, name="image "))]
     relu = "(datum.relu ? max(0, {0}) : {0})"  # parenthesised: a ternary binds loosely
     chart = (alt.Chart(alt.Data(values=[{k: (round(v, 8) if isinstance(v, float) else v)
                                          for k, v in r.items()} for r in rows]))
-             .transform_filter("datum.v == variant")
+             .transform_filter("datum.v == variant && datum.i == image")
              .transform_calculate(t=(relu.format("scale * datum.ua + datum.b1") + " + (datum.two ? "
                                      + relu.format("scale * datum.um + datum.b1") + " : 0)"))
              .transform_calculate(t="datum.w2 * datum.t")

@@ -70,11 +70,13 @@ def test_channel_gate_explorer_precomputes_what_the_gates_compute():
     C = 8
     gates = {"SE": SqueezeExcite(C, 4), "ECA": EfficientChannelAttention(C, 3),
              "CBAM": ChannelGate(C, 2)}
-    x = torch.rand(1, C, 4, 4)
-    rows = live.channel_gate_explorer(gates, x).to_dict()["data"]["values"]
+    x = torch.rand(3, C, 4, 4)                          # three images: a slider picks one
+    spec = live.channel_gate_explorer(gates, x).to_dict()
+    rows, image = spec["data"]["values"], 2
+    assert {p["name"] for p in spec["params"] if "bind" in p} == {"scale", "variant", "image"}
     s = 1.7
     for name, module in gates.items():  # redo the page's arithmetic in NumPy
-        mine = [r for r in rows if r["v"] == name]
+        mine = [r for r in rows if r["v"] == name and r["i"] == image]
         pre = np.zeros(C)
         bias = np.zeros(C)
         for r in mine:
@@ -84,7 +86,7 @@ def test_channel_gate_explorer_precomputes_what_the_gates_compute():
             bias[r["c"]] = r["bias"]
         page = 1 / (1 + np.exp(-(pre + bias)))
         with torch.no_grad():
-            ref = module(s * x, return_attention=True)[1].flatten().numpy()
+            ref = module(s * x[image:image + 1], return_attention=True)[1].flatten().numpy()
         np.testing.assert_allclose(page, ref, atol=1e-6)
     assert gates["SE"].fc1.weight.dtype == torch.float32  # the caller's modules are untouched
 
@@ -166,8 +168,9 @@ def _explore(**kwargs):
     # channel_gate_explorer: maps (1, C, H, W) of the gates' width
     (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, torch.rand(1, 5, 3, 3)),
      ValueError, "built for 4 channels"),
-    (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, torch.rand(2, 4, 3, 3)),
-     ValueError, r"feature_map must have shape \(1, C, H, W\)"),
+    (lambda: live.channel_gate_explorer({"a": SqueezeExcite(4), "b": SqueezeExcite(4)},
+                                        {"a": torch.rand(2, 4, 3, 3), "b": torch.rand(3, 4, 3, 3)}),
+     ValueError, r"feature_map must have shape \(n, C, H, W\), the same n"),
     (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, [[1.0]]), TypeError,
      "feature_map must be a torch.Tensor"),
     (lambda: live.channel_gate_explorer({"se": SqueezeExcite(4)}, {"eca": torch.rand(1, 4, 3, 3)}),
