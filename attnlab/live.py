@@ -197,7 +197,7 @@ def _variants(scores, ndim: int, name: str = "scores") -> dict[str, np.ndarray]:
 def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str], *,
                        queries: Sequence[str] | None = None, values=None, mask=None,
                        masked: bool | None = None,
-                       temperature: tuple[float, float, float] = (0.1, 4.0, 1.0),
+                       temperature: tuple[float, float, float] | None = (0.1, 4.0, 1.0),
                        variant_name: str = "variant", title: str | None = None,
                        cell: tuple[int, int] = (22, 22)):
     r"""An Altair chart: per-head scores in, controls for temperature, head, query, mask, variant.
@@ -216,7 +216,9 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
             it in the state the text describes: a model trained without the mask is seen
             without it first.
         temperature: ``(low, high, start)`` of the temperature slider, ``0 < low < high``; the
-            page uses ``softmax(score / temperature)``.
+            page uses ``softmax(score / temperature)``. None for no slider, where some rows are
+            not a softmax of scores (e.g. attention rollout): the page then shows
+            ``softmax(score)``, which gives back maps stored as their logarithms.
         cell: width and height in pixels of one key and one query in the heat map.
 
     Returns:
@@ -235,7 +237,8 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
         raise TypeError(f"masked must be True, False or None, got {masked!r}")
     if opens_masked and mask is None:
         raise ValueError("masked=True needs a mask to switch on")
-    low, high, start = _slider(temperature, "temperature", positive=True)
+    if temperature is not None:  # None: no slider (the maps are shown as they are)
+        low, high, start = _slider(temperature, "temperature", positive=True)
     _text(variant_name, "variant_name"), _text(title, "title", optional=True)
     cell = checks.int_pair(cell, "cell")
     vals = None
@@ -259,8 +262,9 @@ def attention_explorer(scores: Mapping[str, object] | object, keys: Sequence[str
 
     names = list(arrays)
     params = [
-        _control("temperature", start, alt.binding_range(min=low, max=high, step=0.01,
-                                                         name="temperature ")),
+        _control("temperature", 1.0) if temperature is None else _control(
+            "temperature", start, alt.binding_range(min=low, max=high, step=0.01,
+                                                    name="temperature ")),
         _control("query", 0, alt.binding_range(min=0, max=T - 1, step=1, name="query position ")),
         _control("head", 0, h > 1 and alt.binding_range(min=0, max=h - 1, step=1, name="head ")),
         _control("masked", opens_masked, mask is not None and alt.binding_checkbox(name="mask ")),

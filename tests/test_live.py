@@ -37,6 +37,12 @@ def test_attention_explorer_spec_has_the_controls_and_the_data():
     assert {p["name"] for p in single["params"] if "bind" in p} == {"temperature", "query"}
 
 
+def test_attention_explorer_without_a_temperature_slider():
+    spec = live.attention_explorer(torch.randn(1, 3, 3), list("abc"), temperature=None).to_dict()
+    assert {p["name"] for p in spec["params"] if "bind" in p} == {"query"}
+    assert {p["name"]: p["value"] for p in spec["params"]}["temperature"] == 1.0
+
+
 def test_attention_explorer_opens_in_the_state_asked_for():
     mask = torch.ones(3, 3, dtype=torch.bool).tril()
 
