@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
+import re
 
 __all__ = ["glue", "target"]
 
@@ -25,12 +27,30 @@ _OPS = {">=": lambda v, t: v >= t, "<=": lambda v, t: v <= t}
 
 
 def _as_float(value, name: str) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
+    """``value`` as a float: a real number, or a tensor or array holding exactly one."""
+    if isinstance(value, bool) or isinstance(value, (str, bytes)) or (
+            not isinstance(value, numbers.Real) and not hasattr(value, "item")):
         raise TypeError(f"{name} must be a number (or a one-element tensor), got "
-                        f"{type(value).__name__}") from None
-    return out
+                        f"{type(value).__name__} {value!r:.40}")
+    size = getattr(value, "numel", None) or getattr(value, "size", None)
+    size = size() if callable(size) else size
+    if size is not None and size != 1:
+        raise ValueError(f"{name} must hold one number, got {size} (shape "
+                         f"{tuple(getattr(value, 'shape', ()))})")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r:.40}") from None
+
+
+def _check_name(name) -> str:
+    """A glue name the prose can quote: ``{glue:text}`name:.3f``` (letters, digits, ``_``)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"name must be letters, digits and '_' (not starting with a digit), "
+                         f"so that the prose can quote it, got {name!r}")
+    return name
 
 
 def _record(kind: str, name: str, value: float, **extra) -> None:
@@ -72,10 +92,14 @@ def glue(name: str, value, *, record: bool = True) -> None:
     else happens, and the reader sees the same page either way. Nothing is returned, so a cell
     that ends with a ``glue`` shows no stray value in the page.
     """
-    if isinstance(value, (int, float)) or hasattr(value, "item"):
-        value = value.item() if hasattr(value, "item") else value
-        if record and not isinstance(value, bool):
-            _record("result", name, float(value))
+    _check_name(name)
+    if not isinstance(record, bool):
+        raise TypeError(f"record must be True or False, got {record!r}")
+    if hasattr(value, "item") and hasattr(value, "shape"):  # a tensor or array: one number
+        _as_float(value, "value")
+        value = value.item()
+    if isinstance(value, numbers.Real) and record and not isinstance(value, bool):
+        _record("result", name, float(value))
     myst_glue = _myst_glue()
     if myst_glue is not None:
         myst_glue(name, value, display=False)
@@ -98,9 +122,12 @@ def target(name: str, value, threshold: float, op: str = ">=", *, claim: str | N
             (a target that a baseline would pass tests nothing: ``ValueError``). The record
             gains the best baseline and the value's margin over it.
     """
+    _check_name(name)
     if op not in _OPS:
         raise ValueError(f"op must be '>=' or '<=', got {op!r}")
     value, threshold = _as_float(value, "value"), _as_float(threshold, "threshold")
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold must be a finite number, got {threshold}")
     margin = value - threshold if op == ">=" else threshold - value
     extra = {}
     if claim is not None:

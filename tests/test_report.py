@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from attnlab.report import glue, target
 
@@ -94,3 +95,29 @@ def test_a_threshold_that_a_baseline_meets_is_refused(tmp_path, monkeypatch):
     with pytest.raises(TypeError, match="claim"):
         target("iou", 0.8, 0.6, claim="  ")
     assert not (tmp_path / "r.jsonl").exists()                 # nothing recorded for a refusal
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: glue(3, 0.5), TypeError, "name must be a str"),
+    (lambda: glue("ch1 acc", 0.5), ValueError, "letters, digits"),
+    (lambda: glue("a", torch.ones(2)), ValueError, "value must hold one number, got 2"),
+    (lambda: glue("a", 0.5, record="yes"), TypeError, "record must be True or False"),
+    (lambda: target("a", [0.5], 0.4), TypeError, "value must be a number"),
+    (lambda: target("a", True, 0.4), TypeError, "value must be a number"),
+    (lambda: target("a", "0.5", 0.4), TypeError, "value must be a number"),
+    (lambda: target("a", torch.zeros(3), 0.4), ValueError, "value must hold one number, got 3"),
+    (lambda: target("a", 0.5, float("nan")), ValueError, "threshold must be a finite number"),
+    (lambda: target("a", 0.5, None), TypeError, "threshold must be a number"),
+    (lambda: target("a b", 0.5, 0.4), ValueError, "letters, digits"),
+])
+def test_bad_input_says_what_is_wrong(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_one_element_tensors_and_arrays_are_numbers(tmp_path, monkeypatch):
+    import numpy as np
+    monkeypatch.setenv("ATTNLAB_RECORD", str(tmp_path / "r.jsonl"))
+    glue("t", torch.tensor([0.25]))
+    target("u", np.float32(0.75), 0.5)
+    assert [r["value"] for r in rows(tmp_path / "r.jsonl")] == [0.25, 0.75]
