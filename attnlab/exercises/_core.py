@@ -84,6 +84,17 @@ def generator(default: int) -> torch.Generator:
     return torch.Generator().manual_seed(case_seed(default))
 
 
+def fresh_points(points, make: Callable, n: int = 4) -> list:
+    """A formula's checking points: ``points``, and under :func:`grading` ``n`` more drawn with
+    ``make(rng)`` (``rng`` a :class:`random.Random` of the grader's seed), so that a formula
+    that only looks up the usual points fails."""
+    seed = _GRADING["seed"]
+    if seed is None:
+        return list(points)
+    rng = random.Random(f"{seed}/points")
+    return list(points) + [make(rng) for _ in range(n)]
+
+
 @contextlib.contextmanager
 def grading(seed: int):
     """Check as the grader does: fresh cases from ``seed``, expected values withheld."""
@@ -419,6 +430,36 @@ MULTI_HEAD = ("torch.nn.MultiheadAttention", "torch.nn.modules.activation.Multih
               "torch.ops.aten._native_multi_head_attention")
 
 
+# Names a build function has no reason to use, and which switch off or go around the runner's
+# guards (torch's function modes, reloading a module, frames, the garbage collector, code built
+# at run time). A function whose code names one of them is not counted, even if it passes.
+GUARD_BREAKERS = frozenset({
+    "DisableTorchFunction", "DisableTorchFunctionSubclass", "_pop_mode", "_pop_mode_temporarily",
+    "_pop_torch_function_stack", "_push_on_torch_function_stack", "_set_torch_function_mode",
+    "_len_torch_function_stack", "_get_current_function_mode_stack", "TorchFunctionMode",
+    "TorchDispatchMode", "_VariableFunctions", "_VariableFunctionsClass", "_execution_engine",
+    "_ImperativeEngine", "_make_dual", "reload", "import_module", "__import__", "get_objects",
+    "get_referents", "get_referrers", "__subclasses__", "_getframe", "f_back", "f_locals",
+    "f_globals", "settrace", "setprofile", "exec", "eval", "compile", "b64decode",
+    "decompress", "loads", "ctypes", "_Blocked"})
+
+
+def code_names(data: Mapping) -> set[str]:
+    """The names and strings in a pickled function's code (and the modules it uses), read with
+    pickletools, that is without unpickling it."""
+    import pickletools
+    names = set()
+    try:
+        raw = base64.b64decode(str(data.get("__function__") or ""), validate=True)
+        for _, arg, _ in pickletools.genops(raw):
+            if isinstance(arg, str) and len(arg) < 200:
+                names.add(arg)
+                names.update(arg.replace(" ", ".").split("."))
+    except Exception:  # noqa: BLE001 - a damaged pickle: the runner will say so
+        pass
+    return names
+
+
 class NotGradable(Exception):
     """The grader could not run the learner's function (not picklable, needs attnlab, ...)."""
 
@@ -488,6 +529,12 @@ def regrade(label: str, answers: Mapping, seed: int) -> Feedback:
         return Feedback(False, f"the record holds no answer for {', '.join(missing)}.")
     with grading(seed):
         feedback = _run(wrapper.check, (), kwargs)
+    breakers = sorted({name for v in kwargs.values() if isinstance(v, StandIn)
+                       for name in code_names(v.data) & GUARD_BREAKERS})
+    if feedback.ok and breakers:
+        return Feedback(False, f"your function passes the checks, but its code uses "
+                               f"{', '.join(breakers)}, which can switch off the grader's guards: "
+                               "it is not counted (the instructor will read it).")
     if feedback.ok or not feedback.done or feedback.safe:
         return feedback
     return Feedback(False, f"the answer ({describe(kwargs)}) is not right. When grading, the "

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ._core import (MULTI_HEAD, Feedback, check_build, checker, diagnose, fmt, formula_or_counts,
-                    generator)
+                    fresh_points, generator)
 
 __all__ = ['check_mha_params', 'check_mha']
 
@@ -31,7 +31,12 @@ def check_mha_params(answer, embed_dim: int = 512) -> Feedback:
     dict ``{h: count}`` for ``D = embed_dim`` (default 512). Expected values come from
     :func:`attnlab.utils.count_parameters` on :class:`attnlab.attention.MultiHeadAttention`.
     """
-    got = formula_or_counts(answer, [(D, h) for D in (16, 64, 512) for h in _HEADS],
+    def draw(rng):
+        h = rng.choice(_HEADS)
+        return h * rng.randint(1, 64), h
+
+    got = formula_or_counts(answer, fresh_points([(D, h) for D in (16, 64, 512) for h in _HEADS],
+                                                 draw),
                             ("D", "h"), _HEADS, embed_dim)
     if isinstance(got, Feedback):
         return got

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 
 from ._core import (Feedback, as_counts, check_build, checker, diagnose, fmt,
-                    formula_or_counts, formula_values, generator)
+                    formula_or_counts, formula_values, fresh_points, generator)
 
 __all__ = ['check_se_count', 'check_eca_kernel', 'check_se_block']
 
@@ -30,7 +30,12 @@ def check_se_count(answer, channels: int = 256) -> Feedback:
     16, 32. Expected values come from :func:`attnlab.utils.count_parameters` on
     :class:`attnlab.channel.SqueezeExcite`, never from a typed-in table.
     """
-    got = formula_or_counts(answer, [(c, r) for c in (64, 256, 512) for r in _SE_REDUCTIONS],
+    def draw(rng):
+        r = rng.choice(_SE_REDUCTIONS)
+        return r * rng.randint(1, 64), r
+
+    got = formula_or_counts(answer, fresh_points([(c, r) for c in (64, 256, 512)
+                                                  for r in _SE_REDUCTIONS], draw),
                             ("C", "r"), _SE_REDUCTIONS, channels)
     if isinstance(got, Feedback):
         return got
@@ -103,7 +108,7 @@ def check_eca_kernel(answer) -> Feedback:
     """
     from attnlab.channel import eca_kernel_size
     if callable(answer):
-        widths = _ECA_FORMULA_C
+        widths = tuple(dict.fromkeys(fresh_points(_ECA_FORMULA_C, lambda r: r.randint(2, 8192))))
         got = formula_values(answer, [(c,) for c in widths], ("C",))
         if isinstance(got, Feedback):
             return got

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ._core import AUTOGRAD, Feedback, as_number, check_build, checker, diagnose, fmt, generator
+from ._core import AUTOGRAD, Feedback, fresh_points, as_number, check_build, checker, diagnose, fmt, generator
 
 __all__ = ['check_policy_variance', 'check_reinforce_grads']
 
@@ -32,7 +32,7 @@ def check_policy_variance(answer) -> Feedback:
     from attnlab.glimpse import RecurrentAttention
 
     if callable(answer):
-        sigmas = _SIGMAS
+        sigmas = fresh_points(_SIGMAS, lambda r: round(r.uniform(0.02, 3.0), 3))
     else:
         sigmas = (RecurrentAttention().std,)
     for sigma in sigmas:

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ._core import (Feedback, as_number, check_build, checker, diagnose, fmt,
-                    formula_or_counts, formula_values, generator)
+                    formula_or_counts, formula_values, fresh_points, generator)
 
 __all__ = ['check_resatt_gradient', 'check_c2f_params', 'check_c2f']
 
@@ -30,8 +30,9 @@ def check_resatt_gradient(answer) -> Feedback:
     ``f(m, k)``, checked at several :math:`m` and :math:`k`. The gradients are taken by autograd
     through a stack of constant gates with identity trunks: :math:`((1 + m)/m)^k`.
     """
-    points = [(0.5, 4)] if not callable(answer) else \
-        [(m, k) for m in (0.5, 0.25, 0.9) for k in (1, 2, 4, 6)]
+    points = [(0.5, 4)] if not callable(answer) else fresh_points(
+        [(m, k) for m in (0.5, 0.25, 0.9) for k in (1, 2, 4, 6)],
+        lambda r: (round(r.uniform(0.05, 0.95), 3), r.randint(1, 8)))
     if callable(answer):
         got = formula_values(answer, points, ("m", "k"))
         if isinstance(got, Feedback):
@@ -82,7 +83,9 @@ def check_c2f_params(answer, channels: int = 16) -> Feedback:
     from :func:`attnlab.utils.count_parameters` on :class:`attnlab.practice.C2f`.
     """
     ns = (1, 2, 3)
-    got = formula_or_counts(answer, [(c, n) for c in (8, 16, 32, 64) for n in ns], ("c", "n"),
+    got = formula_or_counts(answer, fresh_points([(c, n) for c in (8, 16, 32, 64) for n in ns],
+                                                 lambda r: (2 * r.randint(2, 48), r.randint(1, 4))),
+                            ("c", "n"),
                             ns, channels)
     if isinstance(got, Feedback):
         return got
