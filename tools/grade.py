@@ -127,8 +127,13 @@ class Grader:
                                                                   "unreadable")
                 and isinstance(result.get("detail", ""), str)):
             return {"status": result["status"], "detail": result.get("detail", "")[:2000]}
-        tail, _ = read_capped(work / "output", 1 << 20)
-        lines = (tail or b"")[-4000:].decode("utf-8", "replace").splitlines()
+        try:
+            with open(work / "output", "rb") as f:            # the grader's own file
+                f.seek(max(0, os.fstat(f.fileno()).st_size - 4000))
+                tail = f.read(4000)
+        except OSError:
+            tail = b""
+        lines = tail.decode("utf-8", "replace").splitlines()
         tail = " ".join(" ".join(line for line in lines if "CurveZMQ" not in line
                                  and "eavesdropping" not in line).split()[-30:])
         return {"status": "crashed", "detail": f"the run stopped (exit {returncode}) without a "
@@ -388,14 +393,15 @@ def grade(submissions: Path, out: Path, timeout: float, *, function_timeout: flo
 def _plain(value, limit: int = 2000) -> str:
     """Text without control characters or broken UTF-8, at most ``limit`` characters."""
     text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    text = re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", " ", text)
+    text = re.sub(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]",
+                  " ", text)                      # controls, bidi overrides, invisible marks
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def csv_cell(value, limit: int = 2000) -> str:
     """A cell no spreadsheet runs as a formula: a leading = + - @ (or tab, CR) gets a quote."""
     text = _plain(value, limit)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return "'" + text if text.lstrip()[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 def md_cell(value, limit: int = 500) -> str:

@@ -4,7 +4,8 @@ Every process that touches a student's work runs through :class:`Sandbox`. With 
 (``bwrap``) it gets new user, mount, PID, network, IPC and UTS namespaces, ``--die-with-parent``
 and ``--new-session``, no capabilities, a uid of its own, a file system made of an allow-list of
 read-only folders (the system's ``/usr``, Python, the packages it may use) plus a home of its own
-on a small tmpfs, and an environment built from an allow-list. Without bubblewrap it runs as a
+on a small tmpfs (everything else, ``/`` and ``/dev`` included, is read-only; ``/dev/shm`` is
+another small tmpfs), and an environment built from an allow-list. Without bubblewrap it runs as a
 plain process in a private folder (the report says so). Either way :func:`spawn` applies the
 limits (address space, file size, processes, open files, CPU time, no core files) and a new
 session, and :func:`stop` kills it for good; nothing here ever waits without a deadline.
@@ -91,7 +92,8 @@ class Sandbox:
             cmd += ["--ro-bind-try", path, path]
         cmd += ["--ro-bind", str(self._etc / "passwd"), "/etc/passwd",
                 "--ro-bind", str(self._etc / "group"), "/etc/group",
-                "--proc", "/proc", "--dev", "/dev",
+                "--proc", "/proc", "--dev", "/dev", "--size", str(limits.disk // 8),
+                "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
                 "--size", str(limits.disk), "--tmpfs", HOME,
                 "--dir", f"{HOME}/.tmp", "--symlink", f"{HOME}/.tmp", "/tmp"]
         for path in ro:
@@ -106,7 +108,7 @@ class Sandbox:
             cmd += ["--ro-bind", str(work / name), f"{HOME}/{name}"]
         for name in rw:
             cmd += ["--bind", str(work / name), f"{HOME}/{name}"]
-        cmd += ["--chdir", HOME, "--clearenv"]
+        cmd += ["--remount-ro", "/", "--chdir", HOME, "--clearenv"]
         for key, value in env.items():
             cmd += ["--setenv", key, value]
         return cmd + ["--", *argv]
