@@ -159,6 +159,7 @@ def test_forged_and_flooded_logs_change_nothing_but_her_own_rows(graded):
     assert "only the first 2,000 lines" in notebook and "other chapters were ignored" in notebook
 
 
+@needs_bwrap
 def test_passing_without_solving_fails(graded):
     eve = rows_of(graded[0], "eve")
     assert not any(r["passed"] for r in eve.values() if r["exercise"] != "(notebook)")
@@ -227,7 +228,7 @@ def test_cells_are_neutralised():
     assert grade.csv_cell("=1+1") == "'=1+1" and grade.csv_cell("@SUM(A1)") == "'@SUM(A1)"
     assert grade.csv_cell("-2") == "'-2" and grade.csv_cell("+2") == "'+2"
     assert grade.csv_cell("\tx") == " x" and grade.csv_cell("a\nb") == "a b"    # no control
-    assert grade.csv_cell("\r=1") == " =1"                                         # characters
+    assert grade.csv_cell("\r=1") == "' =1"                                        # characters
     assert len(grade.csv_cell("x" * 10_000)) == 2000
     assert grade.md_cell("a|b\n<i>`c`</i>[d](e)") == r"a\|b &lt;i&gt;\`c\`&lt;/i&gt;\[d\](e)"
     assert grade.md_cell("\udcff") == "\ufffd"                  # broken UTF-8 in a file name
@@ -305,6 +306,41 @@ def test_a_function_runs_alone_without_its_reference(tmp_path):
         finally:
             runner.stop()
         assert reply["raised"] == kind, reply
+
+
+def test_a_formula_that_looks_up_the_usual_points_fails():
+    """Formulas are also checked at points drawn at grading time: a table of the usual points,
+    which passes in the learner's notebook, does not pass the grader."""
+    import cloudpickle
+    from conftest import grade_record
+
+    from attnlab.exercises import check_mha_params
+    from attnlab.exercises.ch03 import _mha_params
+    table = {(D, h): _mha_params(D, h) for D in (16, 64, 512) for h in (1, 2, 4, 8)}
+
+    def lookup(D, h):
+        return table.get((D, h), 0)
+
+    assert check_mha_params(lookup).ok
+    data = {"__function__": base64.b64encode(cloudpickle.dumps(lookup)).decode(), "name": "f"}
+    assert not grade_record({"exercise": "ex-mha-params", "answer": {"answer": data}}).ok
+
+
+def test_a_function_that_switches_off_the_guards_is_not_counted():
+    """Code that could get around the function sandbox's guards is named in the pickle: such a
+    function is not counted, even where it passes (here it runs without the guards)."""
+    import cloudpickle
+    from conftest import grade_record
+
+    def sneaky(q, k, v, mask=None, is_causal=False):
+        import torch
+        import torch.nn.functional as F
+        with torch._C.DisableTorchFunction():
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+
+    data = {"__function__": base64.b64encode(cloudpickle.dumps(sneaky)).decode(), "name": "f"}
+    verdict = grade_record({"exercise": BUILD, "answer": {"fn": data}})
+    assert not verdict.ok and "DisableTorchFunction" in verdict and "not counted" in verdict
 
 
 def test_one_failing_notebook_is_one_row(tmp_path, monkeypatch):
