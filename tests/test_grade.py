@@ -284,6 +284,10 @@ def test_a_function_runs_alone_without_its_reference(tmp_path):
         import torch
         return torch._C._VariableFunctions._scaled_dot_product_attention_math(q, k, v)[0]
 
+    def flex(q, k, v):
+        from torch.nn.attention.flex_attention import flex_attention
+        return flex_attention(q[None], k[None], v[None])[0]
+
     def autograd(q, k, v):
         q = q.clone().requires_grad_(True)
         (q * k).sum().backward()
@@ -298,6 +302,7 @@ def test_a_function_runs_alone_without_its_reference(tmp_path):
     import torch
     args = _wire.encode([torch.ones(1, 2, 2)] * 3)
     for fn, forbid, kind in ((alias, _core.ATTENTION, "ReferenceUnavailable"),
+                             (flex, _core.ATTENTION, "ReferenceUnavailable"),
                              (autograd, _core.AUTOGRAD, "ReferenceUnavailable"),
                              (forever, (), "TimeoutError")):
         runner = grade.Runner(checker, data(fn), list(forbid), time.monotonic() + 120)
@@ -359,3 +364,40 @@ def test_one_failing_notebook_is_one_row(tmp_path, monkeypatch):
     assert [(r["student"], r["message"]) for r in rows] == [
         ("ann", "the grader failed on this notebook (RuntimeError: boom)"), ("ben", "fine")]
     assert (tmp_path / "out" / "grades.csv").exists()
+
+
+@needs_bwrap
+@pytest.mark.skipif(os.environ.get("ATTNLAB_GRADE_BOOK") != "1",
+                    reason="slow (about 3 minutes): set ATTNLAB_GRADE_BOOK=1")
+def test_the_books_own_solutions_pass_the_grader(tmp_path):
+    """Every function the book gives as a solution (each build task's, each formula) passes the
+    grader's real path: recorded in a sandboxed kernel, checked on fresh inputs, run in a
+    sandbox without attnlab (but the modules its exercise allows) and without its reference."""
+    import ast
+
+    import nbformat
+    folder = tmp_path / "subs" / "book"
+    folder.mkdir(parents=True)
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        cells = [code[0].source, code[1].source]                  # the setup and the imports
+        for c in code:
+            tags, body = c.metadata.get("tags", []), ast.parse(c.source).body
+            if "stub" in tags:                                    # the stub's imports
+                cells.append("\n".join(ast.unparse(n) for n in body
+                                       if isinstance(n, (ast.Import, ast.ImportFrom))))
+            if "solution" in tags:                                # definitions and the check
+                cells.append("\n\n".join(ast.unparse(n) for n in body if isinstance(
+                    n, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))
+                    or isinstance(n, ast.Expr) and "check_" in ast.unparse(n)))
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in cells],
+                                                metadata=nb.metadata), folder / path.name)
+    rows = grade.grade(tmp_path / "subs", tmp_path / "out", timeout=300)
+    functions = {label for label, wrapper in grade.REGISTRY.items()
+                 if "fn" in wrapper.answers or label in {
+                     "ex-mha-params", "ex-channel-se-count", "ex-channel-eca-kernel",
+                     "ex-cost-video", "ex-hard-sigma", "ex-resatt-gradient", "ex-c2f-params"}}
+    graded = {r["exercise"]: r for r in rows if r["exercise"] in functions}
+    assert set(graded) == functions
+    assert not [(k, r["message"]) for k, r in graded.items() if not r["passed"]]

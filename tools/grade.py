@@ -58,6 +58,29 @@ MAX_LOG = 16 * 2**20                 # bytes of a grade log that are read
 MAX_RESULT = 64 * 2**10              # bytes of the run's result file
 MAX_REPLY = 32 * 2**20               # bytes of one answer of a student's function
 LOG, RESULT = ".grade_log.jsonl", ".grade_result.json"
+
+
+def attnlab_files(modules) -> list[Path]:
+    """The files of attnlab that the modules an exercise allows (its ``allow``) need: each
+    module, the package's ``__init__`` and what they import, read off their import lines. Every
+    other part of attnlab is absent from the sandbox of a submitted function."""
+    todo, seen = ["attnlab", *modules], set()
+    while todo:
+        name = todo.pop()
+        if name in seen or not re.fullmatch(r"attnlab(\.\w+)*", name):
+            continue
+        seen.add(name)
+        path = PACKAGE.joinpath(*name.split(".")[1:]).with_suffix(".py") if "." in name \
+            else PACKAGE / "__init__.py"
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        todo += re.findall(r"^\s*(?:from|import) (attnlab\.\w+)", text, re.M)
+        for names in re.findall(r"^\s*from attnlab import ([\w ,()]+)", text, re.M):
+            todo += [f"attnlab.{n}" for n in re.findall(r"\w+", names)
+                     if (PACKAGE / f"{n}.py").is_file()]
+    return sorted(p for p in (PACKAGE.joinpath(*n.split(".")[1:]).with_suffix(".py") if "." in n
+                              else PACKAGE / "__init__.py" for n in seen) if p.is_file())
 NOT_ATTEMPTED = "not attempted: the checker was never called"
 
 
@@ -283,7 +306,8 @@ class Checker:
             for other in runners.values():                        # one sandbox at a time
                 other.stop()
             runner = runners[key] = Runner(self, message["function"], message.get("forbid", []),
-                                           min(deadline, time.monotonic() + 90))
+                                           min(deadline, time.monotonic() + 90),
+                                           message.get("allow", []))
         return runner.call(message["args"], message["kwargs"])
 
     def close(self) -> None:
@@ -301,15 +325,17 @@ def _raised(kind: str, message: str) -> bytes:
 class Runner:
     """One student's function in its own sandbox (tools/grade_runner.py)."""
 
-    def __init__(self, checker: Checker, function, forbid, deadline: float):
+    def __init__(self, checker: Checker, function, forbid, deadline: float, allow=()):
         self.function_timeout = self.budget = checker.function_timeout
         self.error, self.kind = None, "NotGradable"
         self.work = Path(tempfile.mkdtemp(prefix="grade-fn-"))
         sandbox = checker.sandbox
         env = clean_env(sandbox.home(self.work))
+        modules = attnlab_files([str(m) for m in allow]) if allow else []
         cmd = sandbox.command([sys.executable, "-s", "-B", str(TOOLS / "grade_runner.py"),
-                               str(WIRE.parent)], self.work,
-                              ro=[*runner_paths(), TOOLS / "grade_runner.py", WIRE],
+                               str(WIRE.parent)] + ([str(PACKAGE.parent)] if modules else []),
+                              self.work, ro=[*runner_paths(), TOOLS / "grade_runner.py", WIRE,
+                                             *modules],
                               env=env, limits=checker.limits)
         self.proc = spawn(cmd, limits=checker.limits, cpu_seconds=checker.function_timeout * 4 + 120,
                           cwd=self.work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)

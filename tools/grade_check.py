@@ -94,7 +94,7 @@ class Channel:
         request = {"op": "call", "args": args, "kwargs": kwargs}
         if key not in self.ids:
             self.ids[key] = len(self.ids)
-            request.update(function=data, forbid=list(self.forbid))
+            request.update(function=data, forbid=list(self.forbid), allow=list(self.allow))
         request["id"] = self.ids[key]
         write(request)
         data = read_raw()
@@ -113,7 +113,7 @@ def verdict(label: str, record: dict, seed: int, channel: Channel) -> dict:
                "not recordable" if "unreadable" in record else "missing from the record")
         return {"exercise": label, "passed": False, "done": True,
                 "message": f"Not yet. The answer was {why}, so it could not be checked."}
-    channel.forbid = REGISTRY[label].forbid
+    channel.forbid, channel.allow = REGISTRY[label].forbid, REGISTRY[label].allow
     kept = {}
     try:
         for name, value in answer.items():

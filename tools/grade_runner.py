@@ -1,6 +1,6 @@
 """Run one student's function for the grader: the only process that ever calls it when grading.
 
-    python grade_runner.py WIRE_DIR      # inside its own sandbox (tools/grade_sandbox.py)
+    python grade_runner.py WIRE_DIR [ATTNLAB_PARENT]   # in its own sandbox (grade_sandbox.py)
 
 It talks in frames (a 4-byte length, then JSON) on stdin and stdout. The first frame is
 ``{"op": "load", "function": wire data, "forbid": [dotted names]}``; each later one
@@ -8,13 +8,15 @@ It talks in frames (a 4-byte length, then JSON) on stdin and stdout. The first f
 ``{"raised": name, "message": text}``. It never sees an expected value: the grader's checking
 process keeps those and compares.
 
-Its sandbox holds torch, numpy, cloudpickle and the standard library, and *not* attnlab, so a
+Its sandbox holds torch, numpy, cloudpickle and the standard library, and *not* attnlab (only
+the modules an exercise allows, such as attnlab.functional for chapter 8), so a
 function that leans on the library's own reference cannot even be loaded. Before the function is
 unpickled, every name in ``forbid`` (the reference the task is checked against, such as
 ``torch.nn.functional.scaled_dot_product_attention`` or torch's autograd) is replaced, here and
 under the same name in torch's other namespaces, by something that raises
-:class:`ReferenceUnavailable`, and while the function runs a torch function mode refuses those
-functions under whatever name they are reached. A determined student can still get around
+:class:`ReferenceUnavailable`; a name that starts with ``*`` is a pattern (``*attention``: every
+torch function whose name contains "attention"). While the function runs, a torch function mode
+refuses those functions under whatever name they are reached. A determined student can still get around
 torch's guards (they are Python); the instructors' page says so.
 """
 from __future__ import annotations
@@ -59,11 +61,14 @@ class _Refuse(TorchFunctionMode):
     def __init__(self, leaves: dict[str, str]):
         super().__init__()
         self.leaves = leaves
+        self.patterns = [k[1:].lower() for k in leaves if k.startswith("*")]
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = str(getattr(func, "__name__", "")).split(".")[0]
         if name in self.leaves:
             raise ReferenceUnavailable(_message(self.leaves[name]))
+        if any(p in name.lower() for p in self.patterns):
+            raise ReferenceUnavailable(_message(f"torch's {name}"))
         return func(*args, **(kwargs or {}))
 
 
@@ -86,6 +91,17 @@ def forbid(names) -> dict[str, str]:
     aliases = [torch, torch._C, torch._C._nn, torch.nn.functional, torch.ops.aten]
     leaves = {}
     for dotted in names:
+        if str(dotted).startswith("*"):                 # a pattern: every name that contains it
+            leaves[dotted] = dotted
+            for owner in aliases:
+                for leaf in dir(owner):
+                    if dotted[1:].lower() in leaf.lower() and \
+                            not isinstance(getattr(owner, leaf, None), _Blocked):
+                        try:
+                            setattr(owner, leaf, _Blocked(f"torch's {leaf}"))
+                        except (AttributeError, TypeError):
+                            pass
+            continue
         home, _, leaf = str(dotted).rpartition(".")
         leaves.setdefault(leaf, dotted)                 # the first, most public, name is told
         owners = []
@@ -132,6 +148,7 @@ def main() -> int:
     os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     sys.path.insert(0, sys.argv[1])    # the folder of attnlab/exercises/_wire.py: in the
     _wire = importlib.import_module("_wire")    # sandbox that file alone is there
+    sys.path[1:1] = sys.argv[2:]       # the folder of attnlab, when the exercise allows a module
     load = read()
     if not isinstance(load, dict) or load.get("op") != "load":
         return 2

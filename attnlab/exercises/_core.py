@@ -367,13 +367,16 @@ def _append(label: str, answers: Mapping, **extra) -> None:
         f.write(line + "\n")
 
 
-def checker(label: str, *, answers: tuple[str, ...] | None = None, forbid: tuple[str, ...] = ()):
+def checker(label: str, *, answers: tuple[str, ...] | None = None, forbid: tuple[str, ...] = (),
+            allow: tuple[str, ...] = ()):
     """Register a checker for exercise ``label`` (see the module docstring).
 
     ``answers`` names the parameters that hold the learner's answer; by default those without a
     default and the positional ones that default to None. Every other parameter is a setting,
     ignored when grading. ``forbid`` lists the functions (dotted names) a submitted function may
     not call when grading: the reference it is held against (see ``tools/grade_runner.py``).
+    ``allow`` names the modules of attnlab a submitted function may use when grading (none,
+    unless the exercise asks to build on one).
     """
     def register(check):
         sig = inspect.signature(check)
@@ -397,7 +400,8 @@ def checker(label: str, *, answers: tuple[str, ...] | None = None, forbid: tuple
                 _append(label, given, ok=feedback.ok, done=feedback.done,
                         settings=sorted(set(bound.arguments) - set(names)))
             return feedback
-        wrapper.label, wrapper.check, wrapper.answers, wrapper.forbid = label, check, names, forbid
+        wrapper.label, wrapper.check, wrapper.answers = label, check, names
+        wrapper.forbid, wrapper.allow = tuple(forbid), tuple(allow)
         REGISTRY[label] = wrapper
         return wrapper
     return register
@@ -416,18 +420,14 @@ AUTOGRAD = ("torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.back
             "torch._C._make_dual", "torch.func.grad", "torch.func.grad_and_value",
             "torch.func.vjp", "torch.func.jvp", "torch.func.jacrev", "torch.func.jacfwd",
             "torch.func.hessian", "torch.func.linearize")
-ATTENTION = ("torch.nn.functional.scaled_dot_product_attention",
-             "torch.ops.aten.scaled_dot_product_attention",
-             "torch.ops.aten._scaled_dot_product_attention_math",
-             "torch.ops.aten._scaled_dot_product_flash_attention_for_cpu",
-             "torch.ops.aten._scaled_dot_product_efficient_attention",
-             "torch.ops.aten._scaled_dot_product_flash_attention",
-             "torch.ops.aten._scaled_dot_product_cudnn_attention",
-             "torch.ops.aten._fused_sdp_choice")
-MULTI_HEAD = ("torch.nn.MultiheadAttention", "torch.nn.modules.activation.MultiheadAttention",
+# A name that starts with "*" is a pattern: every torch function whose name contains it.
+ATTENTION = ("torch.nn.functional.scaled_dot_product_attention", "*attention",
+             "torch.nn.attention.flex_attention.flex_attention", "torch.ops.aten._fused_sdp_choice",
+             "torch._fused_sdp_choice")
+MULTI_HEAD = ("torch.nn.MultiheadAttention", "*multi_head",
+              "torch.nn.modules.activation.MultiheadAttention",
               "torch.nn.modules.transformer.MultiheadAttention",
-              "torch.nn.functional.multi_head_attention_forward",
-              "torch.ops.aten._native_multi_head_attention")
+              "torch.nn.functional.multi_head_attention_forward")
 
 
 # Names a build function has no reason to use, and which switch off or go around the runner's
@@ -441,7 +441,8 @@ GUARD_BREAKERS = frozenset({
     "_ImperativeEngine", "_make_dual", "reload", "import_module", "__import__", "get_objects",
     "get_referents", "get_referrers", "__subclasses__", "_getframe", "f_back", "f_locals",
     "f_globals", "settrace", "setprofile", "exec", "eval", "compile", "b64decode",
-    "decompress", "loads", "ctypes", "_Blocked"})
+    "decompress", "loads", "ctypes", "_Blocked", "_get_operation_overload",
+    "_jit_get_operation", "_get_operation", "_dispatch_call"})
 
 
 def code_names(data: Mapping) -> set[str]:

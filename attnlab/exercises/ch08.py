@@ -51,7 +51,8 @@ def _cross_cases():
             yield case, (x, memory, *weights, h, mask), expected
 
 
-@checker("ex-cross-build", forbid=MULTI_HEAD)
+@checker("ex-cross-build", forbid=MULTI_HEAD + ("attnlab.attention.MultiHeadAttention",),
+         allow=("attnlab.functional",))
 def check_cross_attention(fn) -> Feedback:
     r"""Exercise :ref:`ex-cross-build`: multi-head cross-attention from ``functional`` alone.
 
