@@ -168,8 +168,15 @@ class Grader:
         """The verdicts (label -> dict) on ``log`` and notes; raises CheckFailed."""
         if self.checker is None:
             self.checker = Checker(self.sandbox, self.limits, self.function_timeout)
-        deadline = time.monotonic() + 120 + len(labels) * (self.function_timeout + 90)
-        reply = self.checker.verdicts(labels, log, truncated, secrets.randbits(62), deadline)
+        for attempt in (1, 2):              # a fresh checking process once, if the first stopped
+            deadline = time.monotonic() + 120 + len(labels) * (self.function_timeout + 90)
+            try:
+                reply = self.checker.verdicts(labels, log, truncated, secrets.randbits(62),
+                                              deadline)
+                break
+            except CheckFailed as e:
+                if attempt == 2 or "timed out" in str(e):
+                    raise
         verdicts = {}
         for v in reply.get("verdicts", []) if isinstance(reply, dict) else []:
             if isinstance(v, dict) and v.get("exercise") in labels \
@@ -260,7 +267,7 @@ class Checker:
 
     def __init__(self, sandbox: Sandbox, limits: Limits, function_timeout: float):
         self.sandbox, self.limits, self.function_timeout = sandbox, limits, function_timeout
-        self.proc, self.work = None, None
+        self.proc, self.work, self.served = None, None, 0
 
     def _start(self) -> None:
         self.close()
@@ -274,8 +281,9 @@ class Checker:
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
 
     def verdicts(self, labels, log: bytes, truncated: bool, seed: int, deadline: float) -> dict:
-        if self.proc is None or self.proc.poll() is not None:
-            self._start()
+        self.served += 1
+        if self.proc is None or self.proc.poll() is not None or self.served % 100 == 0:
+            self._start()                                  # a fresh one now and then
         request = {"op": "grade", "labels": labels, "truncated": truncated, "seed": seed,
                    "log": base64.b64encode(log).decode("ascii")}
         runners: dict[int, Runner] = {}
