@@ -348,6 +348,53 @@ def test_a_function_that_switches_off_the_guards_is_not_counted():
     assert not verdict.ok and "DisableTorchFunction" in verdict and "not counted" in verdict
 
 
+@needs_bwrap
+def test_forged_records_through_the_real_check():
+    """The checking process and the functions' sandboxes on a log written by hand, for chapter
+    13: a function that reads the expected value off the checker's frame (which passes in the
+    learner's own notebook), one that uses autograd where a gradient must be derived, and one
+    that calls the library's reference."""
+    import cloudpickle
+
+    from attnlab.exercises import check_masked_bce
+    labels = grade.chapters()["13_dense_attention"]
+
+    def peek(*args):
+        import sys
+        frame = sys._getframe(1)
+        while frame is not None:
+            if "expected" in frame.f_locals:
+                return frame.f_locals["expected"]
+            frame = frame.f_back
+        raise LookupError("no expected value in sight")
+
+    def autograd(s, c, m, y):
+        import torch
+        s = s.clone().requires_grad_(True)
+        loss = torch.nn.functional.cross_entropy(s, y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, s)
+        return grad, grad
+
+    def reference(logits, masks, classes):
+        from attnlab.practice import decoupled_mask_loss
+        return decoupled_mask_loss(logits, masks, classes)
+
+    assert check_masked_bce(peek).ok                               # in the learner's notebook
+    records = [{"exercise": label, "answer": {"fn": {
+        "__function__": base64.b64encode(cloudpickle.dumps(fn)).decode(), "name": "f"}}}
+        for label, fn in (("ex-dense-masked-bce-build", peek), ("ex-dense-gradient", autograd),
+                          ("ex-dense-decoupled-build", reference))]
+    grader = grade.Grader(LIMIT, 30, grade_sandbox.Limits())
+    try:
+        verdicts, notes = grader.check(labels, "\n".join(map(json.dumps, records)).encode(), False)
+    finally:
+        grader.close()
+    assert not any(v["passed"] for v in verdicts.values()) and not notes
+    assert "LookupError: no expected value in sight" in verdicts["ex-dense-masked-bce-build"]["message"]
+    assert "ReferenceUnavailable" in verdicts["ex-dense-gradient"]["message"]
+    assert "needs the module 'attnlab'" in verdicts["ex-dense-decoupled-build"]["message"]
+
+
 def test_one_failing_notebook_is_one_row(tmp_path, monkeypatch):
     """An error of the grader's own on one notebook becomes a row; the others are graded."""
     for student in ("ann", "ben"):

@@ -136,6 +136,12 @@ def write(obj) -> None:
     OUT.write(_wire.pack(json.dumps(obj, allow_nan=False).encode()))
 
 
+def _missing(e: ModuleNotFoundError) -> str:
+    return (f"your function needs the module {e.name!r}, which is not available when grading "
+            "(build tasks run with torch, numpy and Python's standard library only; attnlab "
+            "itself is left out)")
+
+
 def raised(e: BaseException) -> dict:
     return {"raised": type(e).__name__[:100], "message": str(e)[:300]}
 
@@ -163,9 +169,7 @@ def main() -> int:
             with _Refuse(leaves):
                 fn = cloudpickle.loads(base64.b64decode(data["__function__"]))
         except ModuleNotFoundError as e:
-            error = (f"your function needs the module {e.name!r}, which is not available when "
-                     "grading (build tasks run with torch, numpy and Python's standard library "
-                     "only; attnlab itself is left out)")
+            error = _missing(e)
         except BaseException as e:  # noqa: BLE001 - anything the pickle does: reported
             error = f"your function could not be loaded: {type(e).__name__}: {e}"
     write({"ok": True} if error is None else {"error": error[:500]})
@@ -182,6 +186,9 @@ def main() -> int:
         try:
             with _Refuse(leaves):
                 result = fn(*args, **kwargs)
+        except ModuleNotFoundError as e:
+            write({"raised": "NotGradable", "message": _missing(e)})
+            continue
         except BaseException as e:  # noqa: BLE001 - the student's code: reported, not fatal
             write(raised(e))
             continue
