@@ -16,19 +16,18 @@ book's file names (``02_self_attention.ipynb``). For every notebook, one after t
    drawn now, and a failed answer's message withholds the expected value.
 3. A student's *function* (a build task or a formula) is run by neither of those: each call goes
    to a third sandbox (tools/grade_runner.py) that holds torch but not attnlab, and in which the
-   reference the task is checked against raises.
+   reference the task is checked against raises. This process relays the calls, each with a
+   deadline and a size limit (tools/grade_relay.py).
 
 Anything unexpected about one notebook (a crash, a time-out, a damaged log, a checker that
 fails, the grader's own error) becomes a row for that student and the run goes on. Writes
 ``OUT/grades.csv`` (one row per student, notebook and exercise, with ``points``),
-``OUT/grades.md`` and ``OUT/grades-moodle.csv`` (one row per student, for Moodle's grade import).
+``OUT/grades.md`` and ``OUT/grades-moodle.csv`` (one row per student, for Moodle's grade import;
+tools/grade_tables.py makes every cell safe).
 """
 from __future__ import annotations
 
 import argparse
-import base64
-import csv
-import html
 import json
 import os
 import re
@@ -44,43 +43,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
-import attnlab  # noqa: E402
 from attnlab.exercises import REGISTRY  # noqa: E402
-from grade_sandbox import (FrameError, Limits, Sandbox, clean_env, python_paths,  # noqa: E402
-                           read_capped, recv, runner_paths, send, spawn, stop, wait)
+from grade_relay import PACKAGE, CheckFailed, Checker, Runner  # noqa: E402,F401
+from grade_sandbox import (Limits, Sandbox, clean_env, python_paths, read_capped,  # noqa: E402
+                           spawn, stop, wait)
+from grade_tables import FIELDS, _plain, csv_cell, md_cell, write_tables  # noqa: E402,F401
 
-FIELDS = ["student", "notebook", "exercise", "passed", "points", "message", "seconds"]
 TOOLS = ROOT / "tools"
-WIRE = ROOT / "attnlab" / "exercises" / "_wire.py"
-PACKAGE = Path(attnlab.__file__).resolve().parent
 MAX_NOTEBOOK = 20 * 2**20            # bytes of a handed-in notebook
 MAX_LOG = 16 * 2**20                 # bytes of a grade log that are read
 MAX_RESULT = 64 * 2**10              # bytes of the run's result file
-MAX_REPLY = 32 * 2**20               # bytes of one answer of a student's function
 LOG, RESULT = ".grade_log.jsonl", ".grade_result.json"
-
-
-def attnlab_files(modules) -> list[Path]:
-    """The files of attnlab that the modules an exercise allows (its ``allow``) need: each
-    module, the package's ``__init__`` and what they import, read off their import lines. Every
-    other part of attnlab is absent from the sandbox of a submitted function."""
-    todo, seen = ["attnlab", *modules], set()
-    while todo:
-        name = todo.pop()
-        if name in seen or not re.fullmatch(r"attnlab(\.\w+)*", name):
-            continue
-        seen.add(name)
-        path = PACKAGE.joinpath(*name.split(".")[1:]).with_suffix(".py") if "." in name \
-            else PACKAGE / "__init__.py"
-        if not path.is_file():
-            continue
-        text = path.read_text()
-        todo += re.findall(r"^\s*(?:from|import) (attnlab\.\w+)", text, re.M)
-        for names in re.findall(r"^\s*from attnlab import ([\w ,()]+)", text, re.M):
-            todo += [f"attnlab.{n}" for n in re.findall(r"\w+", names)
-                     if (PACKAGE / f"{n}.py").is_file()]
-    return sorted(p for p in (PACKAGE.joinpath(*n.split(".")[1:]).with_suffix(".py") if "." in n
-                              else PACKAGE / "__init__.py" for n in seen) if p.is_file())
 NOT_ATTEMPTED = "not attempted: the checker was never called"
 
 
@@ -112,6 +85,7 @@ class Grader:
     def run(self, data: bytes, name: str) -> tuple[dict, bytes | None, str, float]:
         """Run one notebook; returns (outcome, grade log, what was wrong with the log, seconds)."""
         work = Path(tempfile.mkdtemp(prefix="grade-run-"))
+        private = Path(tempfile.mkdtemp(prefix="grade-out-"))   # never the notebook's home
         try:
             (work / name).write_bytes(data)
             for f in (LOG, RESULT):
@@ -123,7 +97,7 @@ class Grader:
                  f"{home}/{RESULT}"], work, ro=[*python_paths(), PACKAGE, TOOLS / "grade_execute.py"],
                 files=[name], rw=[LOG, RESULT], env=env, limits=self.limits)
             start = time.monotonic()
-            with open(work / "output", "wb") as output:
+            with open(private / "output", "wb") as output:
                 proc = spawn(cmd, limits=self.limits, cpu_seconds=self.timeout * (os.cpu_count() or 1) + 60,
                              cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT)
                 finished = wait(proc, start + self.timeout)
@@ -134,12 +108,13 @@ class Grader:
                 return ({"status": "timeout", "detail": f"stopped after the time limit of "
                                                         f"{self.timeout:.0f} s"},
                         log, log_problem, seconds)
-            return self._outcome(work, proc.returncode), log, log_problem, seconds
+            return self._outcome(work, private, proc.returncode), log, log_problem, seconds
         finally:
             shutil.rmtree(work, ignore_errors=True)
+            shutil.rmtree(private, ignore_errors=True)
 
     @staticmethod
-    def _outcome(work: Path, returncode: int) -> dict:
+    def _outcome(work: Path, private: Path, returncode: int) -> dict:
         """What the run says about itself (a claim about the student's own run, validated)."""
         raw, _ = read_capped(work / RESULT, MAX_RESULT)
         try:
@@ -151,7 +126,7 @@ class Grader:
                 and isinstance(result.get("detail", ""), str)):
             return {"status": result["status"], "detail": result.get("detail", "")[:2000]}
         try:
-            with open(work / "output", "rb") as f:            # the grader's own file
+            with open(private / "output", "rb") as f:          # the grader's own file
                 f.seek(max(0, os.fstat(f.fileno()).st_size - 4000))
                 tail = f.read(4000)
         except OSError:
@@ -256,140 +231,6 @@ class Grader:
         return rows
 
 
-class CheckFailed(Exception):
-    """The checking process failed or ran out of time on one notebook."""
-
-
-class Checker:
-    """The checking process (grade_check.py, long-lived, restarted after any failure) and the
-    sandboxes of students' functions (grade_runner.py, one per function), whose calls this
-    process relays: each call, load and answer has a deadline and a size limit."""
-
-    def __init__(self, sandbox: Sandbox, limits: Limits, function_timeout: float):
-        self.sandbox, self.limits, self.function_timeout = sandbox, limits, function_timeout
-        self.proc, self.work, self.served = None, None, 0
-
-    def _start(self) -> None:
-        self.close()
-        self.work = Path(tempfile.mkdtemp(prefix="grade-check-"))
-        env = clean_env(self.sandbox.home(self.work))
-        cmd = self.sandbox.command([sys.executable, "-s", str(TOOLS / "grade_check.py")],
-                                   self.work, ro=[*python_paths(), PACKAGE, TOOLS / "grade_check.py"],
-                                   env=env, limits=self.limits)
-        with open(self.work / "stderr", "wb") as err:
-            self.proc = spawn(cmd, limits=self.limits, cpu_seconds=10**7, cwd=self.work, env=env,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-
-    def verdicts(self, labels, log: bytes, truncated: bool, seed: int, deadline: float) -> dict:
-        self.served += 1
-        if self.proc is None or self.proc.poll() is not None or self.served % 100 == 0:
-            self._start()                                  # a fresh one now and then
-        request = {"op": "grade", "labels": labels, "truncated": truncated, "seed": seed,
-                   "log": base64.b64encode(log).decode("ascii")}
-        runners: dict[int, Runner] = {}
-        try:
-            send(self.proc.stdin.fileno(), json.dumps(request).encode(), deadline)
-            while True:
-                payload = recv(self.proc.stdout.fileno(), deadline, 4 * MAX_LOG)
-                if payload is None:
-                    raise CheckFailed("the checking process stopped")
-                message = json.loads(payload)
-                if message.get("op") == "verdicts":
-                    return message
-                reply = self._call(runners, message, deadline)
-                send(self.proc.stdin.fileno(), reply, deadline)
-        except (FrameError, ValueError, KeyError, TypeError, AttributeError) as e:
-            self.close()                                         # a fresh one next time
-            raise CheckFailed(f"{type(e).__name__}: {e}") from None
-        finally:
-            for runner in runners.values():
-                runner.stop()
-
-    def _call(self, runners: dict, message: dict, deadline: float) -> bytes:
-        key = int(message["id"])
-        runner = runners.get(key)
-        if runner is None:
-            if "function" not in message:
-                return _raised("NotGradable", "the function's sandbox was already closed")
-            for other in runners.values():                        # one sandbox at a time
-                other.stop()
-            runner = runners[key] = Runner(self, message["function"], message.get("forbid", []),
-                                           min(deadline, time.monotonic() + 90),
-                                           message.get("allow", []))
-        return runner.call(message["args"], message["kwargs"])
-
-    def close(self) -> None:
-        stop(self.proc)
-        self.proc = None
-        if self.work:
-            shutil.rmtree(self.work, ignore_errors=True)
-            self.work = None
-
-
-def _raised(kind: str, message: str) -> bytes:
-    return json.dumps({"raised": kind, "message": message}).encode()
-
-
-class Runner:
-    """One student's function in its own sandbox (tools/grade_runner.py)."""
-
-    def __init__(self, checker: Checker, function, forbid, deadline: float, allow=()):
-        self.function_timeout = self.budget = checker.function_timeout
-        self.error, self.kind = None, "NotGradable"
-        self.work = Path(tempfile.mkdtemp(prefix="grade-fn-"))
-        sandbox = checker.sandbox
-        env = clean_env(sandbox.home(self.work))
-        modules = attnlab_files([str(m) for m in allow]) if allow else []
-        cmd = sandbox.command([sys.executable, "-s", "-B", str(TOOLS / "grade_runner.py"),
-                               str(WIRE.parent)] + ([str(PACKAGE.parent)] if modules else []),
-                              self.work, ro=[*runner_paths(), TOOLS / "grade_runner.py", WIRE,
-                                             *modules],
-                              env=env, limits=checker.limits)
-        self.proc = spawn(cmd, limits=checker.limits, cpu_seconds=checker.function_timeout * 4 + 120,
-                          cwd=self.work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        try:
-            send(self.proc.stdin.fileno(), json.dumps(
-                {"op": "load", "function": function, "forbid": forbid}).encode(), deadline)
-            reply = recv(self.proc.stdout.fileno(), deadline, 1 << 20)
-            answer = json.loads(reply) if reply else {}
-            if not isinstance(answer, dict) or not answer.get("ok"):
-                error = answer.get("error") if isinstance(answer, dict) else None
-                self.fail(str(error) if error else "your function's sandbox stopped while "
-                                                   "loading it")
-        except (FrameError, ValueError) as e:
-            self.fail(f"your function could not be loaded in time ({e})")
-
-    def fail(self, error: str, kind: str = "NotGradable") -> None:
-        self.error, self.kind = error[:500], kind
-        self.stop()
-
-    def call(self, args, kwargs) -> bytes:
-        if self.error:
-            return _raised(self.kind, self.error)
-        start = time.monotonic()
-        deadline = start + max(0.0, self.budget)
-        try:
-            send(self.proc.stdin.fileno(), json.dumps({"op": "call", "args": args,
-                                                       "kwargs": kwargs}).encode(), deadline)
-            reply = recv(self.proc.stdout.fileno(), deadline, MAX_REPLY)
-        except FrameError as e:
-            if time.monotonic() >= deadline:
-                self.fail(f"your function did not return within {self.function_timeout:.0f} s "
-                          f"(all its calls together)", "TimeoutError")
-            else:
-                self.fail(f"your function's answer could not be read ({e})")
-            return _raised(self.kind, self.error)
-        if reply is None:
-            self.fail("your function's process stopped (did it exit, or run out of memory?)")
-            return _raised(self.kind, self.error)
-        self.budget -= time.monotonic() - start
-        return reply
-
-    def stop(self) -> None:
-        stop(getattr(self, "proc", None))
-        shutil.rmtree(self.work, ignore_errors=True)
-
-
 # --- the class ---------------------------------------------------------------------------------
 
 def grade(submissions: Path, out: Path, timeout: float, *, function_timeout: float = 30,
@@ -417,75 +258,10 @@ def grade(submissions: Path, out: Path, timeout: float, *, function_timeout: flo
                     print(f"{_plain(r['student'])}/{_plain(r['notebook'])}: "
                           f"{_plain(r['message'])[:100]}", flush=True)
     finally:
-        write_tables(rows, students, out, grader, timeout)
+        write_tables(rows, students, out, isolated=grader.sandbox.isolated, limits=grader.limits,
+                     timeout=timeout)
         grader.close()
     return rows
-
-
-# --- the tables --------------------------------------------------------------------------------
-
-def _plain(value, limit: int = 2000) -> str:
-    """Text without control characters or broken UTF-8, at most ``limit`` characters."""
-    text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    text = re.sub(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]",
-                  " ", text)                      # controls, bidi overrides, invisible marks
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def csv_cell(value, limit: int = 2000) -> str:
-    """A cell no spreadsheet runs as a formula: a leading = + - @ (or tab, CR) gets a quote."""
-    text = _plain(value, limit)
-    return "'" + text if text.lstrip()[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def md_cell(value, limit: int = 500) -> str:
-    """A Markdown table cell that is text: HTML, pipes, code spans and links escaped."""
-    text = html.escape(_plain(value, limit), quote=False)
-    return re.sub(r"([\\|`*_\[\]])", r"\\\1", text)
-
-
-def write_tables(rows: list[dict], students: list[str], out: Path, grader: Grader,
-                 timeout: float) -> None:
-    with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        for r in rows:
-            writer.writerow({k: csv_cell("yes" if r[k] is True else "no" if r[k] is False
-                                         else r[k]) for k in FIELDS})
-    columns = list(dict.fromkeys((r["notebook"], r["exercise"]) for r in rows
-                                 if r["points"] != ""))
-    points = {(r["student"], r["notebook"], r["exercise"]): int(r["points"])
-              for r in rows if r["points"] != ""}
-    with open(out / "grades-moodle.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["username"] + [csv_cell(f"{n} {e}") for n, e in columns] + ["total"])
-        for s in students:
-            got = [points.get((s, n, e), 0) for n, e in columns]
-            writer.writerow([csv_cell(s)] + got + [sum(got)])
-    limits = grader.limits
-    isolation = (
-        "each notebook ran in a bubblewrap sandbox (no network, nothing of the machine but "
-        "Python, its packages and attnlab, read-only; its own PID namespace, killed as a whole "
-        "at the time limit), and each student's function ran in a sandbox without attnlab"
-        if grader.sandbox.isolated else
-        "WARNING: bubblewrap (bwrap) is not available here (run `make sandbox`), so the "
-        "notebooks ran WITHOUT network or file-system isolation: each in its own folder, "
-        "under the time and resource limits only")
-    lines = ["# Grades", "",
-             f"Time limit per notebook: {timeout:.0f} s; {isolation}. Limits per process: "
-             f"{limits.memory / 2**30:.0f} GiB of memory, files of {limits.file_size / 2**20:.0f}"
-             f" MiB, {limits.processes} processes, a home of {limits.disk / 2**20:.0f} MiB."
-             + (" WARNING: the grader runs as root, and Linux does not apply the process limit "
-                "to root: run it as an ordinary user." if os.geteuid() == 0 else ""),
-             "", "The last answer to each exercise counts.", "",
-             "| student | notebook | exercise | passed | points | message | seconds |",
-             "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        passed = "yes" if r["passed"] else "no"
-        lines.append("| " + " | ".join(md_cell(v) for v in (
-            r["student"], r["notebook"], r["exercise"], passed, r["points"], r["message"],
-            r["seconds"])) + " |")
-    (out / "grades.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def main() -> int:
