@@ -28,7 +28,8 @@ def _direct(data, args, kwargs):
     if not data.get("__function__"):
         return {"raised": "NotGradable", "message": data.get("error", "no function")}
     fn = cloudpickle.loads(base64.b64decode(data["__function__"]))
-    args, kwargs = (_wire.decode(json.loads(json.dumps(x, allow_nan=False))) for x in (args, kwargs))
+    args, kwargs = (_wire.decode(json.loads(json.dumps(x, allow_nan=False)))
+                    for x in (args, kwargs))
     try:
         result = fn(*args, **kwargs)
     except Exception as e:  # noqa: BLE001 - reported like the runner does

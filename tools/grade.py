@@ -94,11 +94,13 @@ class Grader:
             env = clean_env(home, {"ATTNLAB_GRADING": "1", "ATTNLAB_GRADE_LOG": f"{home}/{LOG}"})
             cmd = self.sandbox.command(
                 [sys.executable, "-s", str(TOOLS / "grade_execute.py"), f"{home}/{name}",
-                 f"{home}/{RESULT}"], work, ro=[*python_paths(), PACKAGE, TOOLS / "grade_execute.py"],
+                 f"{home}/{RESULT}"], work,
+                ro=[*python_paths(), PACKAGE, TOOLS / "grade_execute.py"],
                 files=[name], rw=[LOG, RESULT], env=env, limits=self.limits)
             start = time.monotonic()
             with open(private / "output", "wb") as output:
-                proc = spawn(cmd, limits=self.limits, cpu_seconds=self.timeout * (os.cpu_count() or 1) + 60,
+                cpu = self.timeout * (os.cpu_count() or 1) + 60
+                proc = spawn(cmd, limits=self.limits, cpu_seconds=cpu,
                              cwd=work, env=env, stdout=output, stderr=subprocess.STDOUT)
                 finished = wait(proc, start + self.timeout)
                 stop(proc)
@@ -157,7 +159,8 @@ class Grader:
             if isinstance(v, dict) and v.get("exercise") in labels \
                     and isinstance(v.get("passed"), bool) and isinstance(v.get("message"), str):
                 verdicts[v["exercise"]] = v
-        notes = [str(n)[:300] for n in reply.get("notes", [])][:10] if isinstance(reply, dict) else []
+        notes = [str(n)[:300] for n in reply.get("notes", [])][:10] \
+            if isinstance(reply, dict) else []
         return verdicts, notes
 
     def close(self) -> None:
@@ -177,7 +180,7 @@ class Grader:
         labels = self.chapters.get(path.stem)
         if labels is None:
             return [row("(notebook)", False, "not graded: not a chapter of the book (name the "
-                                             "notebook like the book's, e.g. 02_self_attention.ipynb)")]
+                        "notebook like the book's, e.g. 02_self_attention.ipynb)")]
         data, problem = read_capped(path, MAX_NOTEBOOK)
         if problem:
             return [row("(notebook)", False, f"not graded: the notebook is {problem}")] + \
@@ -251,7 +254,8 @@ def grade(submissions: Path, out: Path, timeout: float, *, function_timeout: flo
             except Exception as e:  # noqa: BLE001 - an unreadable folder: one row, go on
                 new = [{"student": entry.name, "notebook": "", "exercise": "(student)",
                         "passed": False, "points": "", "seconds": "",
-                        "message": f"the grader could not read this folder ({type(e).__name__}: {e})"}]
+                        "message": f"the grader could not read this folder "
+                                   f"({type(e).__name__}: {e})"}]
             rows += new
             for r in new:
                 if r["exercise"] in ("(notebook)", "(student)"):

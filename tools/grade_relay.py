@@ -71,7 +71,8 @@ class Checker:
         self.work = Path(tempfile.mkdtemp(prefix="grade-check-"))
         env = clean_env(self.sandbox.home(self.work))
         cmd = self.sandbox.command([sys.executable, "-s", str(TOOLS / "grade_check.py")],
-                                   self.work, ro=[*python_paths(), PACKAGE, TOOLS / "grade_check.py"],
+                                   self.work,
+                                   ro=[*python_paths(), PACKAGE, TOOLS / "grade_check.py"],
                                    env=env, limits=self.limits)
         with open(self.work / "stderr", "wb") as err:
             self.proc = spawn(cmd, limits=self.limits, cpu_seconds=10**7, cwd=self.work, env=env,
@@ -142,7 +143,8 @@ class Runner:
                               self.work, ro=[*runner_paths(), TOOLS / "grade_runner.py", WIRE,
                                              *modules],
                               env=env, limits=checker.limits)
-        self.proc = spawn(cmd, limits=checker.limits, cpu_seconds=checker.function_timeout * 4 + 120,
+        self.proc = spawn(cmd, limits=checker.limits,
+                          cpu_seconds=checker.function_timeout * 4 + 120,
                           cwd=self.work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             send(self.proc.stdin.fileno(), json.dumps(

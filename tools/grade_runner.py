@@ -16,8 +16,8 @@ unpickled, every name in ``forbid`` (the reference the task is checked against, 
 under the same name in torch's other namespaces, by something that raises
 :class:`ReferenceUnavailable`; a name that starts with ``*`` is a pattern (``*attention``: every
 torch function whose name contains "attention"). While the function runs, a torch function mode
-refuses those functions under whatever name they are reached. A determined student can still get around
-torch's guards (they are Python); the instructors' page says so.
+refuses those functions under whatever name they are reached. A determined student can still
+get around torch's guards (they are Python); the instructors' page says so.
 """
 from __future__ import annotations
 

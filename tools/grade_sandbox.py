@@ -41,23 +41,31 @@ class Limits:
     disk: int = 512 * 2**20
 
 
-def _bwrap() -> str | None:
+def _bwrap() -> tuple[str | None, bool]:
+    """bwrap's path if it runs here with the options the grader uses (else None), and whether
+    it knows ``--disable-userns`` (0.8 on; without it a sandbox could make user namespaces of
+    its own, which widens what it can ask of the kernel, not what it can reach)."""
     path = shutil.which("bwrap")
     if not path:
-        return None
-    try:
-        ok = subprocess.run([path, "--unshare-all", "--unshare-user", "--die-with-parent",
-                             "--ro-bind", "/", "/", "true"], capture_output=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return path if ok.returncode == 0 else None
+        return None, False
+    base = ["--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
+            "--cap-drop", "ALL", "--uid", "1000", "--gid", "1000", "--ro-bind", "/", "/",
+            "--size", str(2**20), "--tmpfs", "/tmp", "--remount-ro", "/", "--clearenv"]
+    for extra in (["--disable-userns"], []):
+        try:
+            ok = subprocess.run([path, *extra, *base, "true"], capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None, False
+        if ok.returncode == 0:
+            return path, bool(extra)
+    return None, False
 
 
 class Sandbox:
     """Builds the command line of a sandboxed process (bwrap, or nothing when absent)."""
 
     def __init__(self, use_bwrap: bool = True):
-        self.bwrap = _bwrap() if use_bwrap else None
+        self.bwrap, self.disable_userns = _bwrap() if use_bwrap else (None, False)
         self._etc = Path(tempfile.mkdtemp(prefix="grade-etc-"))
         (self._etc / "passwd").write_text(f"student:x:1000:1000:student:{HOME}:/bin/sh\n")
         (self._etc / "group").write_text("student:x:1000:\n")
@@ -79,7 +87,8 @@ class Sandbox:
         ``env``)."""
         if not self.bwrap:
             return list(argv)
-        cmd = [self.bwrap, "--unshare-all", "--unshare-user", "--disable-userns",
+        cmd = [self.bwrap, "--unshare-all", "--unshare-user",
+               *(["--disable-userns"] if self.disable_userns else []),
                "--die-with-parent", "--new-session", "--cap-drop", "ALL", "--uid", "1000",
                "--gid", "1000", "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
         for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
@@ -150,9 +159,10 @@ def clean_env(home: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment of a sandboxed process, from an allow-list (nothing of the grader's own,
     but thread counts the instructor set)."""
     env = {"HOME": home, "USER": "student", "LOGNAME": "student", "LANG": "C.UTF-8",
-           "LC_ALL": "C.UTF-8", "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+           "LC_ALL": "C.UTF-8",
+           "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
            "TMPDIR": f"{home}/.tmp", "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1",
-           "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{home}/.matplotlib",
+           "MPLCONFIGDIR": f"{home}/.matplotlib",
            "IPYTHONDIR": f"{home}/.ipython", "JUPYTER_RUNTIME_DIR": f"{home}/.runtime",
            "JUPYTER_DATA_DIR": f"{home}/.jupyter", "JUPYTER_CONFIG_DIR": f"{home}/.jupyter",
            "JUPYTER_PLATFORM_DIRS": "1", "XDG_CACHE_HOME": f"{home}/.cache",

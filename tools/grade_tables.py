@@ -62,8 +62,8 @@ def write_tables(rows: list[dict], students: list[str], out: Path, *, isolated: 
         "Python, its packages and attnlab, read-only; its own PID namespace, killed as a whole "
         "at the time limit), and each student's function ran in a sandbox without attnlab"
         if isolated else
-        "WARNING: bubblewrap (bwrap) is not available here (run `make sandbox`), so the "
-        "notebooks ran WITHOUT network or file-system isolation: each in its own folder, "
+        "WARNING: bubblewrap (bwrap, 0.6 or later) is not available here (run `make sandbox`), "
+        "so the notebooks ran WITHOUT network or file-system isolation: each in its own folder, "
         "under the time and resource limits only")
     lines = ["# Grades", "",
              f"Time limit per notebook: {timeout:.0f} s; {isolation}. Limits per process: "

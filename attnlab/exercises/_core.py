@@ -525,7 +525,8 @@ def regrade(label: str, answers: Mapping, seed: int) -> Feedback:
         return Feedback(False, f"no checker is registered for {label!r}.")
     kwargs = {n: v for n, v in answers.items() if n in wrapper.answers}
     params = inspect.signature(wrapper.check).parameters
-    missing = [n for n in wrapper.answers if n not in kwargs and params[n].default is params[n].empty]
+    missing = [n for n in wrapper.answers
+               if n not in kwargs and params[n].default is params[n].empty]
     if missing:
         return Feedback(False, f"the record holds no answer for {', '.join(missing)}.")
     with grading(seed):
