@@ -39,7 +39,9 @@ import grade_sandbox  # noqa: E402
 
 LIMIT = 45  # seconds per notebook: ample for these (each runs in under 15 s on a busy machine)
 SCALE, BUILD = "ex-self-attention-scale", "ex-self-attention-build"
-ISOLATED = grade_sandbox.Sandbox().isolated
+_sandbox = grade_sandbox.Sandbox()
+ISOLATED = _sandbox.isolated
+_sandbox.close()
 needs_bwrap = pytest.mark.skipif(not ISOLATED, reason="needs bubblewrap (make sandbox)")
 WITHHELD = "When grading, the checker's hints and expected values are not shown"
 
@@ -304,7 +306,8 @@ def test_a_function_runs_alone_without_its_reference(tmp_path):
             pass
 
     from attnlab.exercises import _core, _wire
-    checker = grade.Checker(grade_sandbox.Sandbox(), grade_sandbox.Limits(), function_timeout=3)
+    sandbox = grade_sandbox.Sandbox()
+    checker = grade.Checker(sandbox, grade_sandbox.Limits(), function_timeout=3)
     import torch
     args = _wire.encode([torch.ones(1, 2, 2)] * 3)
     for fn, forbid, kind in ((alias, _core.ATTENTION, "ReferenceUnavailable"),
@@ -317,6 +320,7 @@ def test_a_function_runs_alone_without_its_reference(tmp_path):
         finally:
             runner.stop()
         assert reply["raised"] == kind, reply
+    sandbox.close()
 
 
 def test_a_formula_that_looks_up_the_usual_points_fails():
