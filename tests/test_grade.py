@@ -459,3 +459,70 @@ def test_the_books_own_solutions_pass_the_grader(tmp_path):
     graded = {r["exercise"]: r for r in rows if r["exercise"] in functions}
     assert set(graded) == functions
     assert not [(k, r["message"]) for k, r in graded.items() if not r["passed"]]
+
+
+SURROGATE = '''
+from attnlab.exercises import check_sdpa
+
+
+def my_attention(q, k, v, mask=None, is_causal=False):
+    raise RuntimeError("bad " + chr(0xD800) + " text")
+
+
+print(check_sdpa(my_attention))
+raise RuntimeError("and the notebook " + chr(0xDC80))
+'''
+
+
+@needs_bwrap
+def test_text_with_lone_surrogates_is_a_row_and_the_tables_are_written(tmp_path):
+    """A student whose function raises with a lone surrogate in its message (and whose notebook
+    does too) gets rows, the student after her is graded, and all three tables are written,
+    replacing those of an earlier run."""
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    demo_class._notebook(subs / "ann" / "02_self_attention.ipynb", [SURROGATE])
+    demo_class._notebook(subs / "ben" / "02_self_attention.ipynb", [
+        demo_class.RIGHT.format(scale_bug="", factor="1 / (4 * 256 ** 0.5)")])
+    out.mkdir()
+    for name in ("grades.csv", "grades.md", "grades-moodle.csv"):
+        (out / name).write_text("stale")
+    rows = grade.grade(subs, out, timeout=LIMIT)
+    ann, ben = rows_of(rows, "ann"), rows_of(rows, "ben")
+    assert ann[BUILD]["passed"] is False and "\ufffd" in ann[BUILD]["message"], ann
+    assert ben[BUILD]["passed"] is True and ben[SCALE]["passed"] is True, ben
+    for name in ("grades.csv", "grades.md", "grades-moodle.csv"):
+        text = (out / name).read_text(encoding="utf-8")
+        assert "stale" not in text and "ann" in text and "ben" in text
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]     # no temporary files
+
+
+def test_a_row_that_cannot_be_written_is_a_row_and_old_tables_go(tmp_path, monkeypatch):
+    """Surrogates anywhere in a row (a folder name, a forged detail) are replaced once; a row
+    that cannot be built says so; tables of an earlier run never survive a failed run."""
+    for student in ("ann", "ben", "cy"):
+        (tmp_path / "subs" / student).mkdir(parents=True)
+        (tmp_path / "subs" / student / "notes.ipynb").write_text("{}")
+
+    class Unprintable:
+        def __str__(self):
+            raise ValueError("no")
+
+    def fake(self, student, path):
+        message = {"ann": "forged " + chr(0xD800), "ben": Unprintable(), "cy": "fine"}[student]
+        return [{"student": student + chr(0xDFFF), "notebook": path.stem,
+                 "exercise": "(notebook)", "passed": False, "points": "", "seconds": "",
+                 "message": message}]
+    monkeypatch.setattr(grade.Grader, "notebook", fake)
+    out = tmp_path / "out"
+    rows = grade.grade(tmp_path / "subs", out, timeout=5, use_bwrap=False)
+    assert [r["message"] for r in rows] == ["forged \ufffd", "(unprintable)", "fine"]
+    for name in ("grades.csv", "grades.md", "grades-moodle.csv"):
+        assert "cy" in (out / name).read_text(encoding="utf-8")
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(grade, "write_tables", broken)
+    with pytest.raises(OSError):
+        grade.grade(tmp_path / "subs", out, timeout=5, use_bwrap=False)
+    assert not any((out / name).exists() for name in ("grades.csv", "grades.md",
+                                                      "grades-moodle.csv"))

@@ -47,7 +47,8 @@ from attnlab.exercises import REGISTRY  # noqa: E402
 from grade_relay import PACKAGE, CheckFailed, Checker, Runner  # noqa: E402,F401
 from grade_sandbox import (Limits, Sandbox, clean_env, python_paths, read_capped,  # noqa: E402
                            spawn, stop, wait)
-from grade_tables import FIELDS, _plain, csv_cell, md_cell, write_tables  # noqa: E402,F401
+from grade_tables import (FIELDS, _plain, clean_row, csv_cell, md_cell, remove_tables,  # noqa: E402,F401
+                          sanitise, write_tables)
 
 TOOLS = ROOT / "tools"
 MAX_NOTEBOOK = 20 * 2**20            # bytes of a handed-in notebook
@@ -240,32 +241,49 @@ def grade(submissions: Path, out: Path, timeout: float, *, function_timeout: flo
           limits: Limits | None = None, use_bwrap: bool = True) -> list[dict]:
     submissions, out = Path(submissions).resolve(), Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    remove_tables(out)                  # a run that fails leaves no earlier run's tables behind
     grader = Grader(timeout, function_timeout, limits or Limits(), use_bwrap)
     rows: list[dict] = []
     students: list[str] = []
     try:
-        with os.scandir(submissions) as it:
-            entries = sorted((e for e in it if not e.name.startswith(".")), key=lambda e: e.name)
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                students.append(entry.name)
-            try:
-                new = grader.student(entry)
-            except Exception as e:  # noqa: BLE001 - an unreadable folder: one row, go on
-                new = [{"student": entry.name, "notebook": "", "exercise": "(student)",
-                        "passed": False, "points": "", "seconds": "",
-                        "message": f"the grader could not read this folder "
-                                   f"({type(e).__name__}: {e})"}]
-            rows += new
-            for r in new:
-                if r["exercise"] in ("(notebook)", "(student)"):
-                    print(f"{_plain(r['student'])}/{_plain(r['notebook'])}: "
-                          f"{_plain(r['message'])[:100]}", flush=True)
+        try:
+            with os.scandir(submissions) as it:
+                entries = sorted((e for e in it if not e.name.startswith(".")),
+                                 key=lambda e: e.name)
+            for entry in entries:
+                name = sanitise(entry.name)
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        students.append(name)
+                    new = grader.student(entry)
+                except Exception as e:  # noqa: BLE001 - an unreadable folder: one row, go on
+                    new = [{"student": name, "notebook": "", "exercise": "(student)",
+                            "passed": False, "points": "", "seconds": "",
+                            "message": f"the grader could not read this folder "
+                                       f"({type(e).__name__}: {sanitise(e)})"}]
+                for r in new:
+                    r = _row(r, name)
+                    rows.append(r)
+                    if r["exercise"] in ("(notebook)", "(student)"):
+                        print(f"{_plain(r['student'])}/{_plain(r['notebook'])}: "
+                              f"{_plain(r['message'])[:100]}", flush=True)
+        finally:
+            write_tables(rows, students, out, isolated=grader.sandbox.isolated,
+                         limits=grader.limits, timeout=timeout)
     finally:
-        write_tables(rows, students, out, isolated=grader.sandbox.isolated, limits=grader.limits,
-                     timeout=timeout)
         grader.close()
     return rows
+
+
+def _row(r, student: str) -> dict:
+    """``r`` with every text sanitised once (student-derived text may hold anything); a row that
+    cannot be built becomes a row that says so."""
+    try:
+        return clean_row(r)
+    except Exception as e:  # noqa: BLE001 - the row itself is broken: say so, go on
+        return {"student": student, "notebook": "", "exercise": "(notebook)", "passed": False,
+                "points": "", "seconds": "",
+                "message": f"the grader could not build this row ({type(e).__name__})"}
 
 
 def main() -> int:
@@ -278,6 +296,11 @@ def main() -> int:
                         help="seconds for all the calls of one submitted function")
     parser.add_argument("--memory", type=float, default=8, help="GiB of memory per process")
     args = parser.parse_args()
+    for stream in (sys.stdout, sys.stderr):      # progress and tracebacks can never fail to print
+        try:
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError):
+            pass
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder of student folders")
     limits = Limits(memory=int(args.memory * 2**30))

@@ -6,19 +6,42 @@ cut; Markdown cells escape HTML, pipes, code spans and links.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import html
 import os
 import re
+import tempfile
 from pathlib import Path
 
 FIELDS = ["student", "notebook", "exercise", "passed", "points", "message", "seconds"]
+TABLES = ("grades.csv", "grades.md", "grades-moodle.csv")
 
+
+def sanitise(value) -> str:
+    """``value`` as text that any UTF-8 writer accepts: lone surrogates (a folder name's broken
+    bytes, a student's ``chr(0xD800)``) and anything else unencodable become U+FFFD."""
+    try:
+        text = str(value)
+    except Exception:  # noqa: BLE001 - a student's object whose str() fails
+        text = "(unprintable)"
+    text = re.sub(r"[\ud800-\udfff]", "\ufffd", text)
+    return text.encode("utf-8", "replace").decode("utf-8", "replace")
+
+
+def clean_row(r: dict) -> dict:
+    """A row with exactly the table's fields, each text sanitised (yes/no and points kept)."""
+    out = {}
+    for k in FIELDS:
+        v = r.get(k, "")
+        out[k] = v if isinstance(v, bool) or k == "points" and isinstance(v, int) \
+            else sanitise(v)
+    return out
 
 
 def _plain(value, limit: int = 2000) -> str:
     """Text without control characters or broken UTF-8, at most ``limit`` characters."""
-    text = str(value).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = sanitise(value)
     text = re.sub(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]",
                   " ", text)                      # controls, bidi overrides, invisible marks
     return text if len(text) <= limit else text[:limit - 1] + "…"
@@ -40,8 +63,9 @@ def write_tables(rows: list[dict], students: list[str], out: Path, *, isolated: 
                  limits, timeout: float) -> None:
     """``grades.csv`` (one row per student, notebook and exercise), ``grades.md`` (the same, to
     read, under a line on how the notebooks ran) and ``grades-moodle.csv`` (one row per student
-    folder, one column of points per exercise, for Moodle's grade import)."""
-    with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
+    folder, one column of points per exercise, for Moodle's grade import). Each is written to a
+    temporary file in ``out`` and then renamed, so a table is either whole or absent."""
+    with _atomic(out / "grades.csv") as f:
         writer = csv.DictWriter(f, FIELDS)
         writer.writeheader()
         for r in rows:
@@ -51,7 +75,7 @@ def write_tables(rows: list[dict], students: list[str], out: Path, *, isolated: 
                                  if r["points"] != ""))
     points = {(r["student"], r["notebook"], r["exercise"]): int(r["points"])
               for r in rows if r["points"] != ""}
-    with open(out / "grades-moodle.csv", "w", newline="", encoding="utf-8") as f:
+    with _atomic(out / "grades-moodle.csv") as f:
         writer = csv.writer(f)
         writer.writerow(["username"] + [csv_cell(f"{n} {e}") for n, e in columns] + ["total"])
         for s in students:
@@ -79,4 +103,32 @@ def write_tables(rows: list[dict], students: list[str], out: Path, *, isolated: 
         lines.append("| " + " | ".join(md_cell(v) for v in (
             r["student"], r["notebook"], r["exercise"], passed, r["points"], r["message"],
             r["seconds"])) + " |")
-    (out / "grades.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with _atomic(out / "grades.md") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def remove_tables(out: Path) -> None:
+    """Remove the tables of an earlier run, so that none of them can pass for this run's."""
+    for name in TABLES:
+        try:
+            (out / name).unlink()
+        except FileNotFoundError:
+            pass
+
+
+@contextlib.contextmanager
+def _atomic(path: Path):
+    """A text file written under a temporary name in its folder and renamed into place only
+    once it is complete (removed if writing it fails)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(fd, 0o666 & ~umask)                 # as open() would have made it
+        with open(fd, "w", newline="", encoding="utf-8", errors="replace") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
