@@ -103,8 +103,10 @@ class Sandbox:
                 "--ro-bind", str(self._etc / "group"), "/etc/group",
                 "--proc", "/proc", "--dev", "/dev", "--size", str(limits.disk // 8),
                 "--tmpfs", "/dev/shm", "--remount-ro", "/dev",
-                "--size", str(limits.disk), "--tmpfs", HOME,
-                "--dir", f"{HOME}/.tmp", "--symlink", f"{HOME}/.tmp", "/tmp"]
+                "--size", str(limits.disk), "--tmpfs", HOME, "--dir", f"{HOME}/.tmp",
+                # /tmp of its own (small): the checkout may itself live under the host's /tmp,
+                # and its read-only paths below are then bound inside this one
+                "--size", str(limits.disk // 8), "--tmpfs", "/tmp"]
         for path in ro:
             if isinstance(path, tuple):
                 cmd += ["--tmpfs", str(path[1])]
