@@ -526,3 +526,48 @@ def test_a_row_that_cannot_be_written_is_a_row_and_old_tables_go(tmp_path, monke
         grade.grade(tmp_path / "subs", out, timeout=5, use_bwrap=False)
     assert not any((out / name).exists() for name in ("grades.csv", "grades.md",
                                                       "grades-moodle.csv"))
+
+
+@needs_bwrap
+def test_torchs_quantizable_multi_head_attention_is_blocked(tmp_path):
+    """The red team's chapter 3 submission: torch's quantizable MultiheadAttention (under any of
+    its module paths) is the reference too, and patterns ignore case and underscores."""
+    import cloudpickle
+    import torch
+
+    from attnlab.exercises import _core, _wire
+
+    def my_mha(x, in_proj_weight, in_proj_bias, out_proj_weight, out_proj_bias, num_heads,
+               key_mask):
+        import torch.ao.nn.quantizable as qz
+        m = qz.MultiheadAttention(x.shape[-1], num_heads).to(x.dtype)
+        xt = x.transpose(0, 1)
+        return m(xt, xt, xt, need_weights=True, average_attn_weights=False)
+
+    def deep(x, *args):
+        from torch.ao.nn.quantizable.modules.activation import MultiheadAttention
+        return MultiheadAttention(x.shape[-1], 2)
+
+    def renamed(x, *args):
+        import torch
+        return getattr(torch.nn.quantizable, "MultiheadAttention")(x.shape[-1], 2)
+
+    sandbox = grade_sandbox.Sandbox()
+    checker = grade.Checker(sandbox, grade_sandbox.Limits(), function_timeout=10)
+    w = torch.randn(24, 8, dtype=torch.float64)
+    args = _wire.encode([torch.randn(2, 5, 8, dtype=torch.float64), w, torch.zeros(24),
+                         torch.randn(8, 8), torch.zeros(8), 2, None])
+    try:
+        for fn in (my_mha, deep, renamed):
+            data = {"__function__": base64.b64encode(cloudpickle.dumps(fn)).decode(),
+                    "name": "f"}
+            for forbid in (_core.MULTI_HEAD, ("*multi_head",)):
+                runner = grade.Runner(checker, data, list(forbid), time.monotonic() + 120)
+                try:
+                    reply = json.loads(runner.call(args, _wire.encode({})))
+                finally:
+                    runner.stop()
+                assert reply.get("raised") == "ReferenceUnavailable", (fn.__name__, reply)
+    finally:
+        checker.close()
+        sandbox.close()

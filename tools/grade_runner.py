@@ -13,9 +13,10 @@ the modules an exercise allows, such as attnlab.functional for chapter 8), so a
 function that leans on the library's own reference cannot even be loaded. Before the function is
 unpickled, every name in ``forbid`` (the reference the task is checked against, such as
 ``torch.nn.functional.scaled_dot_product_attention`` or torch's autograd) is replaced, here and
-under the same name in torch's other namespaces, by something that raises
-:class:`ReferenceUnavailable`; a name that starts with ``*`` is a pattern (``*attention``: every
-torch function whose name contains "attention"). While the function runs, a torch function mode
+under the same name in torch's other namespaces (:data:`NAMESPACES`, the quantizable modules
+included), by something that raises :class:`ReferenceUnavailable`; a name that starts with ``*``
+is a pattern (``*attention``: every torch function whose name contains "attention", case and
+underscores ignored). While the function runs, a torch function mode
 refuses those functions under whatever name they are reached. A determined student can still
 get around torch's guards (they are Python); the instructors' page says so.
 """
@@ -61,15 +62,40 @@ class _Refuse(TorchFunctionMode):
     def __init__(self, leaves: dict[str, str]):
         super().__init__()
         self.leaves = leaves
-        self.patterns = [k[1:].lower() for k in leaves if k.startswith("*")]
+        self.patterns = [_fold(k[1:]) for k in leaves if k.startswith("*")]
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         name = str(getattr(func, "__name__", "")).split(".")[0]
         if name in self.leaves:
             raise ReferenceUnavailable(_message(self.leaves[name]))
-        if any(p in name.lower() for p in self.patterns):
+        if any(p in _fold(name) for p in self.patterns):
             raise ReferenceUnavailable(_message(f"torch's {name}"))
         return func(*args, **(kwargs or {}))
+
+
+def _fold(name: str) -> str:
+    """A name as patterns compare it: case and underscores ignored."""
+    return name.lower().replace("_", "")
+
+
+# The namespaces where a forbidden name's namesakes are replaced too (and patterns looked for).
+NAMESPACES = ("torch", "torch._C", "torch._C._nn", "torch.nn.functional", "torch.ops.aten",
+              "torch.ao.nn.quantizable", "torch.ao.nn.quantizable.modules",
+              "torch.ao.nn.quantizable.modules.activation", "torch.ao.nn.quantized",
+              "torch.ao.nn.quantized.modules", "torch.ao.nn.quantized.modules.activation",
+              "torch.nn.quantizable", "torch.nn.quantizable.modules",
+              "torch.nn.quantizable.modules.activation", "torch.nn.quantized",
+              "torch.nn.quantized.modules", "torch.nn.quantized.modules.activation")
+
+
+def _namespaces() -> list:
+    out = []
+    for path in NAMESPACES:
+        try:
+            out.append(_owner(path))
+        except (ImportError, AttributeError):
+            pass
+    return out
 
 
 def _owner(path: str):
@@ -88,14 +114,15 @@ def _owner(path: str):
 
 def forbid(names) -> dict[str, str]:
     """Replace each dotted name (and its namesakes in torch's namespaces) by a blocker."""
-    aliases = [torch, torch._C, torch._C._nn, torch.nn.functional, torch.ops.aten]
+    names = list(names)
+    aliases = _namespaces() if names else []
     leaves = {}
     for dotted in names:
         if str(dotted).startswith("*"):                 # a pattern: every name that contains it
             leaves[dotted] = dotted
             for owner in aliases:
                 for leaf in dir(owner):
-                    if dotted[1:].lower() in leaf.lower() and \
+                    if _fold(dotted[1:]) in _fold(leaf) and \
                             not isinstance(getattr(owner, leaf, None), _Blocked):
                         try:
                             setattr(owner, leaf, _Blocked(f"torch's {leaf}"))

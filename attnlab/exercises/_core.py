@@ -424,10 +424,21 @@ AUTOGRAD = ("torch.autograd.grad", "torch.autograd.backward", "torch.Tensor.back
 ATTENTION = ("torch.nn.functional.scaled_dot_product_attention", "*attention",
              "torch.nn.attention.flex_attention.flex_attention", "torch.ops.aten._fused_sdp_choice",
              "torch._fused_sdp_choice")
+# Patterns match with underscores and case ignored ("*multi_head" catches MultiheadAttention).
 MULTI_HEAD = ("torch.nn.MultiheadAttention", "*multi_head",
               "torch.nn.modules.activation.MultiheadAttention",
               "torch.nn.modules.transformer.MultiheadAttention",
-              "torch.nn.functional.multi_head_attention_forward")
+              "torch.nn.functional.multi_head_attention_forward",
+              "torch.ao.nn.quantizable.MultiheadAttention",
+              "torch.ao.nn.quantizable.modules.MultiheadAttention",
+              "torch.ao.nn.quantizable.modules.activation.MultiheadAttention",
+              "torch.ao.nn.quantized.MultiheadAttention",
+              "torch.ao.nn.quantized.modules.MultiheadAttention",
+              "torch.ao.nn.quantized.modules.activation.MultiheadAttention",
+              "torch.nn.quantizable.MultiheadAttention",
+              "torch.nn.quantizable.modules.activation.MultiheadAttention",
+              "torch.nn.quantized.MultiheadAttention",
+              "torch.nn.quantized.modules.activation.MultiheadAttention")
 
 
 # Names a build function has no reason to use, and which switch off or go around the runner's
