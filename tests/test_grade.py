@@ -571,3 +571,61 @@ def test_torchs_quantizable_multi_head_attention_is_blocked(tmp_path):
     finally:
         checker.close()
         sandbox.close()
+
+
+@needs_bwrap
+def test_guard_breakers_built_from_pieces_are_blocked_at_run_time():
+    """The red team's disguised submission: names built with "".join escape the scan of the
+    pickle, but the guard breakers themselves are replaced in the function's sandbox; torch's
+    own uses of them (tensor subclasses, nn.init, operator look-ups) still work."""
+    import cloudpickle
+    import torch
+
+    from attnlab.exercises import _core, _wire
+
+    def disguised(q, k, v, mask=None, is_causal=False):
+        import torch
+        j = "".join
+        D = getattr(torch._C, j(["Disable", "Torch", "Function"]))
+        get = getattr(torch._C, j(["_get_oper", "ation_over", "load"]))
+        with D():
+            op = get(j(["aten::scaled_dot_product_", "atten", "tion"]), "")
+            op = op[0] if isinstance(op, tuple) else op
+            return op(q, k, v, mask, 0.0, is_causal)
+
+    def popped(q, k, v, mask=None, is_causal=False):
+        import torch
+        import torch.nn.functional as F
+        getattr(torch.overrides.TorchFunctionMode, "__exit__")(object(), None, None, None)
+        getattr(torch._C, "_pop" + "_torch_function_stack")()
+        return F.scaled_dot_product_attention(q, k, v)
+
+    def honest(q, k, v, mask=None, is_causal=False):
+        import torch
+        lin = torch.nn.Linear(q.shape[-1], q.shape[-1])          # parameters, nn.init
+        s = lin(q) @ k.transpose(-2, -1) * 0 + q @ k.transpose(-2, -1) / q.shape[-1] ** 0.5
+        return torch.ops.aten.softmax.int(s, -1) @ v
+
+    sandbox = grade_sandbox.Sandbox()
+    checker = grade.Checker(sandbox, grade_sandbox.Limits(), function_timeout=10)
+    q = torch.randn(2, 3, 4)
+    args = _wire.encode([q, q, q])
+    try:
+        for fn in (disguised, popped, honest):
+            data = {"__function__": base64.b64encode(cloudpickle.dumps(fn)).decode(), "name": "f"}
+            runner = grade.Runner(checker, data, list(_core.ATTENTION + _core.MULTI_HEAD),
+                                  time.monotonic() + 120)
+            try:
+                reply = json.loads(runner.call(args, _wire.encode({})))
+            finally:
+                runner.stop()
+            if fn is honest:
+                got = _wire.decode(reply["result"])
+                assert torch.allclose(got, torch.softmax(q @ q.transpose(-2, -1) / 2, -1) @ q,
+                                      atol=1e-5), reply
+            else:
+                assert reply.get("raised") == "ReferenceUnavailable", (fn.__name__, reply)
+                assert "guards" in reply["message"], reply
+    finally:
+        checker.close()
+        sandbox.close()
