@@ -42,7 +42,8 @@ def block() -> str:
             f"{int(fastest[:2])}) to {medians[slowest]:.0f} s (chapter {int(slowest[:2])}); the "
             f"slowest single run took {max(times[worst]):.0f} s (chapter {int(worst[:2])}). "
             + (f"Chapters with a median over a minute: {', '.join(map(str, over))}."
-               if over else "Every chapter's median is under a minute."))
+               if over else "Every chapter's median is under a minute.")
+            + (f" These runs were {machine['note']}." if machine.get("note") else ""))
     return "\n".join([START, *lines, END])
 
 
