@@ -629,3 +629,58 @@ def test_guard_breakers_built_from_pieces_are_blocked_at_run_time():
     finally:
         checker.close()
         sandbox.close()
+
+
+@needs_bwrap
+def test_the_complex_step_is_refused_where_autograd_is():
+    """The red team's chapter 1 submission: where a task forbids autograd ("derive the
+    gradient"), the complex step (cast to complex, divide the imaginary part by a tiny step) is
+    refused too; real arithmetic is not."""
+    import cloudpickle
+    import torch
+
+    from attnlab.exercises import _core, _wire
+
+    def lookup_gradient(q, keys, values):
+        import torch
+        h = 1e-30
+        d = q.shape[0]
+        eye = torch.eye(d, dtype=torch.complex128)
+        qc = q.to(torch.complex128)[None, :] + 1j * h * eye
+        s = qc @ keys.to(torch.complex128).T
+        s = s - s.real.max(dim=1, keepdim=True).values
+        e = torch.exp(s)
+        y = (e * values.to(torch.complex128)).sum(1) / e.sum(1)
+        return (y.imag / h).to(q.dtype)
+
+    def scalar(q, keys, values):
+        return (q * 1j).real
+
+    def real(q, keys, values):
+        import torch
+        w = torch.softmax(keys @ q, 0)
+        return keys.T @ (w * (values - (w * values).sum()))
+
+    sandbox = grade_sandbox.Sandbox()
+    checker = grade.Checker(sandbox, grade_sandbox.Limits(), function_timeout=10)
+    q, keys, values = (torch.randn(4, dtype=torch.float64), torch.randn(5, 4, dtype=torch.float64),
+                       torch.randn(5, dtype=torch.float64))
+    args = _wire.encode([q, keys, values])
+    try:
+        for fn, forbid, refused in ((lookup_gradient, _core.AUTOGRAD, True),
+                                    (scalar, _core.AUTOGRAD, True), (real, _core.AUTOGRAD, False),
+                                    (lookup_gradient, (), False)):
+            data = {"__function__": base64.b64encode(cloudpickle.dumps(fn)).decode(), "name": "f"}
+            runner = grade.Runner(checker, data, list(forbid), time.monotonic() + 120)
+            try:
+                reply = json.loads(runner.call(args, _wire.encode({})))
+            finally:
+                runner.stop()
+            if refused:
+                assert reply.get("raised") == "ReferenceUnavailable", (fn.__name__, reply)
+                assert "complex" in reply["message"], reply
+            else:
+                assert "result" in reply, (fn.__name__, reply)
+    finally:
+        checker.close()
+        sandbox.close()
