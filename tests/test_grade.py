@@ -198,8 +198,10 @@ def test_links_pipes_folders_and_odd_names_are_rows(graded):
     assert not any(r["passed"] for r in rows if r["student"] == "sybil")
     assert rows_of(rows, "zed")["(student)"]["message"].startswith("not graded: a symbolic link")
     assert "over 20,971,520 bytes" in rows_of(rows, "huge")["(notebook)"]["message"]
-    for odd in (demo_class.FORMULA, demo_class.HTML):
-        assert rows_of(rows, odd)["(student)"]["message"].startswith("no notebook handed in")
+    assert rows_of(rows, demo_class.FORMULA)["(student)"]["message"].startswith(
+        "no notebook handed in")
+    assert rows_of(rows, ascii(demo_class.HTML))["(student)"]["message"].startswith(
+        "not graded: the folder name")                  # a line break: not shown as it is
 
 
 def test_tables(graded):
@@ -221,7 +223,7 @@ def test_tables(graded):
     with open(out / "grades-moodle.csv", newline="") as f:
         moodle = list(csv.reader(f))
     folders = sorted(p.name for p in (out.parent / "submissions").iterdir() if p.is_dir()
-                     and not p.is_symlink())
+                     and not p.is_symlink() and p.name != demo_class.HTML)
     assert moodle[0][0] == "username" and moodle[0][-1] == "total"
     assert sorted(r[0] for r in moodle[1:]) == sorted(grade.csv_cell(f) for f in folders)
     alice = next(r for r in moodle if r[0] == "alice")
@@ -684,3 +686,26 @@ def test_the_complex_step_is_refused_where_autograd_is():
     finally:
         checker.close()
         sandbox.close()
+
+
+def test_folder_names_that_would_look_like_another_are_not_graded(tmp_path, monkeypatch):
+    """'alice' plus a vertical tab must not pass for alice in the tables (nor 'Alice' for
+    'alice'): such folders get one 'not graded' row and no Moodle row; alice is graded."""
+    names = ["alice", "alice\v", "alice ", "bob\u200b", "Carol", "carol", "ｄan", "d\u00e9b"]
+    for student in names:
+        (tmp_path / "subs" / student).mkdir(parents=True)
+        (tmp_path / "subs" / student / "notes.ipynb").write_text("{}")
+
+    def fake(self, student, path):
+        return [{"student": student, "notebook": path.stem, "exercise": "(notebook)",
+                 "passed": True, "points": "", "seconds": "", "message": "graded"}]
+    monkeypatch.setattr(grade.Grader, "notebook", fake)
+    out = tmp_path / "out"
+    rows = grade.grade(tmp_path / "subs", out, timeout=5, use_bwrap=False)
+    graded = [r["student"] for r in rows if r["message"] == "graded"]
+    assert graded == ["alice", "d\u00e9b"], rows
+    refused = [r for r in rows if r["message"].startswith("not graded: the folder name")]
+    assert len(refused) == len(names) - 2 and all(r["points"] == "" for r in refused)
+    moodle = (out / "grades-moodle.csv").read_text(encoding="utf-8").splitlines()
+    assert [line.split(",")[0] for line in moodle[1:]] == ["alice", "d\u00e9b"]
+

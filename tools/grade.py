@@ -250,8 +250,20 @@ def grade(submissions: Path, out: Path, timeout: float, *, function_timeout: flo
             with os.scandir(submissions) as it:
                 entries = sorted((e for e in it if not e.name.startswith(".")),
                                  key=lambda e: e.name)
+            refused = ambiguous_names([e.name for e in entries])
             for entry in entries:
                 name = sanitise(entry.name)
+                if entry.name in refused:
+                    new = [{"student": ascii(entry.name)[:200], "notebook": "",
+                            "exercise": "(student)", "passed": False, "points": "",
+                            "seconds": "", "message": f"not graded: the folder name "
+                                                      f"{ascii(entry.name)[:200]} "
+                                                      f"{refused[entry.name]}; rename it"}]
+                    for r in new:
+                        rows.append(_row(r, name))
+                        print(f"{_plain(r['student'])}: {_plain(r['message'])[:100]}",
+                              flush=True)
+                    continue
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         students.append(name)
@@ -273,6 +285,31 @@ def grade(submissions: Path, out: Path, timeout: float, *, function_timeout: flo
     finally:
         grader.close()
     return rows
+
+
+def ambiguous_names(names: list[str]) -> dict[str, str]:
+    """The folder names that cannot stand for one student in the tables, and why: a name that
+    the tables would show differently (control or invisible characters, broken UTF-8, spaces at
+    either end, compatibility forms such as full-width letters), or names that look the same
+    (case and Unicode normalisation aside) as another's. A folder like 'alice' plus a vertical
+    tab must not pass for alice; neither of two such look-alikes is graded."""
+    import unicodedata
+    out, keys = {}, {}
+    for name in names:
+        nfc = unicodedata.normalize("NFC", sanitise(name))
+        if (_plain(name) != name or name.strip() != name
+                or unicodedata.normalize("NFKC", nfc) != nfc
+                or any(unicodedata.category(c)[0] == "C" or
+                       unicodedata.category(c)[0] == "Z" and c != " " for c in name)):
+            out[name] = "has characters the grade tables cannot show as they are"
+        else:
+            keys.setdefault(nfc.casefold(), []).append(name)
+    for same in keys.values():
+        if len(same) > 1:
+            for name in same:
+                out[name] = (f"looks the same as {len(same) - 1} other folder name(s) in the "
+                             f"tables (case and accents aside)")
+    return out
 
 
 def _row(r, student: str) -> dict:
