@@ -709,3 +709,36 @@ def test_folder_names_that_would_look_like_another_are_not_graded(tmp_path, monk
     moodle = (out / "grades-moodle.csv").read_text(encoding="utf-8").splitlines()
     assert [line.split(",")[0] for line in moodle[1:]] == ["alice", "d\u00e9b"]
 
+
+@needs_bwrap
+def test_loading_a_function_counts_against_its_budget():
+    """The red team's slow pickle: a ``__reduce__`` that sleeps while the function is loaded
+    spends the function's own time budget, not free time."""
+    import cloudpickle
+    import torch
+
+    from attnlab.exercises import _wire
+
+    class Nap:
+        def __reduce__(self):
+            import time
+            return (time.sleep, (4,))
+    nap = Nap()
+
+    def slow(q, k, v):
+        nap                                                             # noqa: B018
+        return q
+
+    sandbox = grade_sandbox.Sandbox()
+    checker = grade.Checker(sandbox, grade_sandbox.Limits(), function_timeout=3)
+    data = {"__function__": base64.b64encode(cloudpickle.dumps(slow)).decode(), "name": "f"}
+    try:
+        runner = grade.Runner(checker, data, [], time.monotonic() + 120)
+        try:
+            reply = json.loads(runner.call(_wire.encode([torch.ones(2)] * 3), _wire.encode({})))
+        finally:
+            runner.stop()
+    finally:
+        checker.close()
+        sandbox.close()
+    assert reply.get("raised") == "TimeoutError" and "loading" in reply["message"], reply

@@ -187,6 +187,7 @@ class Grader:
             return [row("(notebook)", False, f"not graded: the notebook is {problem}")] + \
                 [row(label, False, "not graded: the notebook could not be read", 0)
                  for label in labels]
+        start = time.monotonic()
         outcome, log, log_problem, seconds = self.run(data, path.name)
         base["seconds"] = f"{seconds:.1f}"
         message = {"ran": "ran to the end", "errors": "ran, with errors: ",
@@ -201,6 +202,7 @@ class Grader:
                 verdicts, notes = self.check(labels, log, log_problem.startswith("over"))
             except CheckFailed as e:
                 notes.append(f"the answers could not be checked ({e})")
+        base["seconds"] = f"{time.monotonic() - start:.1f}"    # the run and the check
         rows = [row("(notebook)", outcome["status"] == "ran",
                     message + "".join(f"; {n}" for n in notes))]
         for label in labels:

@@ -146,6 +146,7 @@ class Runner:
         self.proc = spawn(cmd, limits=checker.limits,
                           cpu_seconds=checker.function_timeout * 4 + 120,
                           cwd=self.work, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        start = time.monotonic()
         try:
             send(self.proc.stdin.fileno(), json.dumps(
                 {"op": "load", "function": function, "forbid": forbid}).encode(), deadline)
@@ -155,6 +156,14 @@ class Runner:
                 error = answer.get("error") if isinstance(answer, dict) else None
                 self.fail(str(error) if error else "your function's sandbox stopped while "
                                                    "loading it")
+            else:          # unpickling the function (not the sandbox's start) counts against
+                loading = answer.get("load_seconds")            # its budget
+                loading = float(loading) if isinstance(loading, (int, float)) else 0.0
+                self.budget -= min(max(loading, 0.0), time.monotonic() - start)
+                if self.budget <= 0:
+                    self.fail(f"your function did not return within "
+                              f"{self.function_timeout:.0f} s (loading it and all its calls "
+                              f"together)", "TimeoutError")
         except (FrameError, ValueError) as e:
             self.fail(f"your function could not be loaded in time ({e})")
 

@@ -30,6 +30,7 @@ import importlib
 import json
 import os
 import sys
+import time
 
 import torch
 from torch.overrides import TorchFunctionMode
@@ -328,13 +329,15 @@ def main() -> int:
     else:
         try:
             import cloudpickle
+            started = time.monotonic()
             with _Refuse(leaves):
                 fn = cloudpickle.loads(base64.b64decode(data["__function__"]))
         except ModuleNotFoundError as e:
             error = _missing(e)
         except BaseException as e:  # noqa: BLE001 - anything the pickle does: reported
             error = f"your function could not be loaded: {type(e).__name__}: {e}"
-    write({"ok": True} if error is None else {"error": error[:500]})
+    write({"ok": True, "load_seconds": time.monotonic() - started} if error is None
+          else {"error": error[:500]})
     while (call := read()) is not None:
         if error is not None:
             write({"raised": "NotGradable", "message": error[:500]})
