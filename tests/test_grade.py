@@ -742,3 +742,19 @@ def test_loading_a_function_counts_against_its_budget():
         checker.close()
         sandbox.close()
     assert reply.get("raised") == "TimeoutError" and "loading" in reply["message"], reply
+
+
+def test_progress_in_an_ascii_locale_cannot_stop_the_run(tmp_path):
+    """The command line in a locale without UTF-8: a folder named 'a✓' (and a message with a
+    lone surrogate) print as best they can, and every table is written."""
+    for student in ("a\u2713", "b"):
+        (tmp_path / "subs" / student).mkdir(parents=True)
+        (tmp_path / "subs" / student / "notes.ipynb").write_text("{}")
+    env = {**os.environ, "PYTHONIOENCODING": "ascii", "LC_ALL": "C", "LANG": "C"}
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "grade.py"),
+                           str(tmp_path / "subs"), "--out", str(tmp_path / "out")],
+                          env=env, capture_output=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    for name in ("grades.csv", "grades.md", "grades-moodle.csv"):
+        text = (tmp_path / "out" / name).read_text(encoding="utf-8")
+        assert "a\u2713" in text and "\nb" in text.replace("| b", "\nb")

@@ -263,8 +263,7 @@ def grade(submissions: Path, out: Path, timeout: float, *, function_timeout: flo
                                                       f"{refused[entry.name]}; rename it"}]
                     for r in new:
                         rows.append(_row(r, name))
-                        print(f"{_plain(r['student'])}: {_plain(r['message'])[:100]}",
-                              flush=True)
+                        _progress(f"{_plain(r['student'])}: {_plain(r['message'])[:100]}")
                     continue
                 try:
                     if entry.is_dir(follow_symlinks=False):
@@ -279,8 +278,8 @@ def grade(submissions: Path, out: Path, timeout: float, *, function_timeout: flo
                     r = _row(r, name)
                     rows.append(r)
                     if r["exercise"] in ("(notebook)", "(student)"):
-                        print(f"{_plain(r['student'])}/{_plain(r['notebook'])}: "
-                              f"{_plain(r['message'])[:100]}", flush=True)
+                        _progress(f"{_plain(r['student'])}/{_plain(r['notebook'])}: "
+                                  f"{_plain(r['message'])[:100]}")
         finally:
             write_tables(rows, students, out, isolated=grader.sandbox.isolated,
                          limits=grader.limits, timeout=timeout)
@@ -312,6 +311,18 @@ def ambiguous_names(names: list[str]) -> dict[str, str]:
                 out[name] = (f"looks the same as {len(same) - 1} other folder name(s) in the "
                              f"tables (case and accents aside)")
     return out
+
+
+def _progress(line: str) -> None:
+    """A progress line that cannot stop the run (an encoding the terminal lacks, a closed
+    pipe)."""
+    try:
+        print(line, flush=True)
+    except (UnicodeError, OSError, ValueError):
+        try:
+            print(line.encode("ascii", "replace").decode("ascii"), flush=True)
+        except (OSError, ValueError):
+            pass
 
 
 def _row(r, student: str) -> dict:
