@@ -33,20 +33,41 @@ def _drop_repeated_scripts(app, pagename, templatename, context, doctree):
     scripts[:] = kept
 
 
+def _build_only(stmt: ast.stmt) -> bool:
+    """A ``glue(...)`` / ``target(...)`` call, or a loop, ``if`` or ``with`` made only of them."""
+    if isinstance(stmt, ast.Expr):
+        call = stmt.value
+        return (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+                and call.func.id in BUILD_ONLY_CALLS)
+    if isinstance(stmt, (ast.For, ast.While, ast.If, ast.With)):
+        return all(_build_only(s) for s in stmt.body + getattr(stmt, "orelse", []))
+    return False
+
+
 def build_only_lines(source: str) -> set[int]:
-    """Line numbers (0-based) of ``source`` that only serve the build: NBVAL markers and
-    top-level ``glue(...)`` / ``target(...)`` statements (however many lines they span)."""
+    """Line numbers (0-based) of ``source`` that only serve the build: NBVAL markers and the
+    ``glue(...)`` / ``target(...)`` statements at any depth (however many lines they span),
+    with a loop or ``if`` that holds nothing else."""
     lines = source.split("\n")
     drop = {i for i, line in enumerate(lines) if line.strip().startswith("# NBVAL_")}
     try:
         tree = ast.parse(source)
     except SyntaxError:  # IPython magics and the like: leave the cell as it is
         return drop
-    for stmt in tree.body:
-        call = stmt.value if isinstance(stmt, ast.Expr) else None
-        if (isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                and call.func.id in BUILD_ONLY_CALLS):
-            drop.update(range(stmt.lineno - 1, stmt.end_lineno))
+
+    def visit(body: list, nested: bool = False) -> None:
+        if nested and all(_build_only(stmt) for stmt in body):
+            return  # keep it: a block cannot be left empty (its header stays for other code)
+        for stmt in body:
+            if _build_only(stmt):
+                drop.update(range(stmt.lineno - 1, stmt.end_lineno))
+                continue
+            for field in ("body", "orelse", "finalbody"):
+                visit(getattr(stmt, field, []) or [], nested=True)
+            for handler in getattr(stmt, "handlers", []) or []:
+                visit(handler.body, nested=True)
+
+    visit(tree.body)
     return drop
 
 
