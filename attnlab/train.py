@@ -50,7 +50,7 @@ def _batches(data, batch_size: int, generator: torch.Generator):
 def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: float = 1e-3,
         loss_fn: Callable | None = None, device=None, weight_decay: float = 0.0,
         generator: torch.Generator | None = None, progress: bool = True,
-        log_every: int | None = None, foreach: bool | None = None) -> dict:
+        log_every: int | None = None, foreach: bool | None = None, warmup: int = 0) -> dict:
     """Train ``model`` with Adam(W) for ``steps`` minibatches; returns ``{"step": [...], "loss": [...]}``.
 
     Args:
@@ -65,6 +65,11 @@ def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: f
         log_every: record the mean loss every this many steps (default ``steps // 50``).
         foreach: let AdamW update all parameters in a few batched calls (faster for models with
             many small tensors; PyTorch's default on the CPU is one parameter at a time).
+        warmup: steps of linear learning-rate warm-up, :math:`\mathrm{lr}_t = \mathrm{lr}
+            \cdot \min(1, t / \mathrm{warmup})` for step :math:`t = 1, 2, \dots` (0: none), as
+            post-norm Transformers are trained (Xiong et al., On Layer Normalization in the
+            Transformer Architecture, 2020, arXiv:2002.04745); taught in
+            :ref:`chap-cross-attention`.
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -81,6 +86,7 @@ def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: f
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if log_every is not None:
         checks.positive_int(log_every, "log_every")
+    warmup = checks.non_negative_int(warmup, "warmup")
     _check_data(data)
     loss_fn = loss_fn or _cross_entropy
     generator = generator or torch.Generator().manual_seed(0)
@@ -95,6 +101,9 @@ def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: f
         bar = tqdm(total=steps, desc="training", leave=True, mininterval=0.5)
     running, batches = 0.0, _batches(data, batch_size, generator)
     for step in range(1, steps + 1):
+        if warmup:
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1.0, step / warmup)
         x, y = next(batches)
         inputs = x if isinstance(x, (tuple, list)) else (x,)  # a model may take several inputs
         loss = loss_fn(model(*(t.to(device) for t in inputs)), y.to(device))

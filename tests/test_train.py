@@ -120,3 +120,38 @@ def test_accuracy_of_a_b_by_1_target_is_refused_not_broadcast():
     assert train.accuracy(logits, target) == 0.75
     with pytest.raises(ValueError, match="target must have shape"):
         train.accuracy(logits, target[:, None])
+
+
+def test_warmup_raises_the_learning_rate_linearly_then_holds_it(monkeypatch):
+    X, Y = linear_task()
+    opts, seen = [], []
+    real_adamw = torch.optim.AdamW
+
+    def adamw(*args, **kwargs):
+        opts.append(real_adamw(*args, **kwargs))
+        return opts[-1]
+
+    class Spy(torch.nn.Linear):
+        def forward(self, x):                      # the rate in force for this step's update
+            seen.append(opts[0].param_groups[0]["lr"])
+            return super().forward(x)
+
+    monkeypatch.setattr(torch.optim, "AdamW", adamw)
+    train.fit(Spy(4, 2), (X, Y), steps=6, lr=0.4, warmup=4, progress=False)
+    assert seen == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.4, 0.4])
+
+
+def test_warmup_zero_is_the_plain_loop_and_bad_values_are_refused():
+    X, Y = linear_task()
+    runs = []
+    for warmup in (0, None):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 2)
+        kwargs = {} if warmup is None else {"warmup": warmup}
+        runs.append(train.fit(model, (X, Y), steps=20, lr=0.05, progress=False, **kwargs)["loss"])
+    assert runs[0] == runs[1]
+    model = torch.nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="warmup"):
+        train.fit(model, (X, Y), steps=5, warmup=-1, progress=False)
+    with pytest.raises(TypeError, match="warmup"):
+        train.fit(model, (X, Y), steps=5, warmup=2.5, progress=False)
