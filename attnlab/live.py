@@ -36,7 +36,8 @@ import numpy as np
 from attnlab import checks
 
 __all__ = ["softmax_weights", "attention_explorer", "image_attention_explorer",
-           "channel_gate_explorer", "window_explorer", "cost_explorer", "publish"]
+           "channel_gate_explorer", "window_explorer", "cost_explorer", "counted_cost",
+           "publish"]
 
 BLOCKED = _BLOCKED = -1e30  # a score the page's softmax treats as -inf (weight exactly 0)
 
@@ -380,8 +381,13 @@ def image_attention_explorer(affinities: Mapping[str, object], image, *, key_gri
         f" + (indexof({json.dumps(list(softmax))}, variant) < 0 ? "
         f"' (divided by {M}: no temperature)' : '')")))
     # in the page, a click on a pixel sets the two sliders (see the loader in publish)
+    usermeta = {"attnlab_click": {"qrow": "i", "qcol": "j"}}
+    if softmax and len(softmax) < len(names):  # the slider acts on nothing for the other forms
+        usermeta["attnlab_inactive"] = {"temperature": {
+            "when": f"indexof({json.dumps(list(softmax))}, variant) < 0",
+            "why": "not a softmax: this form divides by the number of keys"}}
     chart = alt.hconcat(picture, heat).add_params(*params).resolve_scale(
-        color="independent").properties(usermeta={"attnlab_click": {"qrow": "i", "qcol": "j"}})
+        color="independent").properties(usermeta=usermeta)
     return chart.properties(title=title) if title else chart
 
 
@@ -572,24 +578,89 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
     return chart.properties(title=title) if title else chart
 
 
+def counted_cost(expr: str, name: str = "counted"):
+    """A counted-cost expression of :func:`cost_explorer` as a Python function of ``n``.
+
+    Only numbers, ``n``, ``+ - * / %`` and ``pow``, ``sqrt``, ``ceil``, ``floor``, ``max``,
+    ``min``, ``log``, ``exp``, ``abs`` are allowed: the subset on which Vega's expression
+    language (the page) and Python agree. Python uses it to check what the page will draw.
+    """
+    import ast
+    import math
+
+    funcs = {"pow": pow, "sqrt": math.sqrt, "ceil": math.ceil, "floor": math.floor,
+             "max": max, "min": min, "log": math.log, "exp": math.exp, "abs": abs}
+    ops = {ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b,
+           ast.Mult: lambda a, b: a * b, ast.Div: lambda a, b: a / b,
+           ast.Mod: lambda a, b: math.fmod(a, b)}
+    _text(expr, name)
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        raise ValueError(f"{name} must be an expression in n such as 'n * n', "
+                         f"got {expr!r}") from None
+
+    def ev(node, n):
+        if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+            return float(node.value)
+        if isinstance(node, ast.Name) and node.id == "n":
+            return float(n)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            return -ev(node.operand, n) if isinstance(node.op, ast.USub) else ev(node.operand, n)
+        if isinstance(node, ast.BinOp) and type(node.op) in ops:
+            return ops[type(node.op)](ev(node.left, n), ev(node.right, n))
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in funcs and not node.keywords):
+            return float(funcs[node.func.id](*(ev(a, n) for a in node.args)))
+        raise ValueError(f"{name} may use numbers, n, + - * / % and the functions "
+                         f"{sorted(funcs)} only, got {expr!r}")
+
+    try:  # refuse what the page could not read before anything is drawn
+        ev(tree, 1)
+    except (ZeroDivisionError, OverflowError):
+        pass  # a function, not a bad expression: the sizes are checked by the caller
+
+    def cost(n):
+        try:
+            return ev(tree, n)
+        except (ZeroDivisionError, OverflowError, ValueError) as e:
+            raise ValueError(f"{name} cannot be computed at n = {n}: {e}") from None
+
+    return cost
+
+
 def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
                   measured: Mapping[str, Sequence[float]] | None = None, unit: str = "MiB",
-                  size_name: str = "side", what: str = "scores", title: str | None = None):
+                  size_name: str = "side", what: str = "scores", method: str | None = None,
+                  title: str | None = None):
     r"""An Altair chart of the cost of attention against size, computed in the page.
+
+    The page evaluates each method's counted cost :math:`c_m(n)` at the size the reader picks;
+    for the method the reader picks it also computes, across the sizes, its cost relative to
+    the first method, :math:`c_m(n) / c_1(n)` (a falling curve means a smaller exponent, a flat
+    one a constant factor), and how much doubling the size multiplies its cost,
+    :math:`c_m(2n) / c_m(n)` (:math:`2^p` for a cost that grows as :math:`n^p`).
 
     Args:
         sizes: the sizes the slider visits (e.g. image sides): distinct ints >= 1.
-        counted: ``{method: expression}``, a Vega expression in the variable ``n`` (e.g.
-            ``"n * n"``) for the counted cost (scores computed) at size ``n``.
+        counted: ``{method: expression}`` in the variable ``n`` (e.g. ``"n * n"``) for the
+            counted cost at size ``n``: numbers, ``n``, ``+ - * / %`` and ``pow``, ``sqrt``,
+            ``ceil``, ``floor``, ``max``, ``min``, ``log``, ``exp``, ``abs`` (read the same by
+            the page and by Python, which checks each is > 0 at every size and its double).
+            The first method is the reference the others are compared with.
         measured: optional ``{method: values}`` for methods of ``counted``: one measurement per
             size (e.g. memory), finite and > 0 (the axis is logarithmic), drawn as points on
             the same plot.
         unit: the unit of ``measured``.
         what: what ``counted`` counts, for the labels (e.g. ``"multiply-adds"``).
+        method: the method the figure opens with (default: the last).
 
     Returns:
-        an ``altair`` chart with the controls ``size`` and ``method``; the page shows each
-        method's counted cost at the chosen size and its ratio to the first method.
+        an ``altair`` chart with the controls ``size`` and ``method``. Its data fields, for
+        checks: ``cost`` (every method at the chosen size, ordered by ``order``), ``rel`` (the
+        chosen method's cost over the first's at each size, ordered by ``n``) and ``readout``
+        (the chosen method at the chosen size: cost, cost over the first's, cost at twice the
+        size over cost; ordered by ``q``).
     """
     import altair as alt
 
@@ -604,64 +675,101 @@ def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
                         f"strings, got {counted!r:.60}")
     for arg, name in ((unit, "unit"), (size_name, "size_name"), (what, "what")):
         _text(arg, name)
-    _text(title, "title", optional=True)
+    _text(title, "title", optional=True), _text(method, "method", optional=True)
+    names = list(counted)
+    if method is not None and method not in counted:
+        raise ValueError(f"method must be one of {names}, got {method!r}")
+    for m, e in counted.items():  # the page would draw nothing (or NaN) where a cost is <= 0
+        cost = counted_cost(e, f"counted[{m!r}]")
+        for n in sorted({k * s for s in range(min(sizes), max(sizes) + 1) for k in (1, 2)}):
+            c = cost(n)
+            if not (np.isfinite(c) and c > 0):
+                raise ValueError(f"counted[{m!r}] must be > 0 at every size from {min(sizes)} "
+                                 f"to {2 * max(sizes)} (twice the largest), got {c} at n = {n}")
     if measured is not None and not isinstance(measured, Mapping):
         raise TypeError(f"measured must be a dict {{method: values}}, got "
                         f"{type(measured).__name__}")
     for m, values in (measured or {}).items():
         if m not in counted:
             raise ValueError(f"measured names a method {m!r} that counted does not have "
-                             f"{list(counted)}")
+                             f"{names}")
         values = _as_array(values, f"measured[{m!r}]", 1)
         if len(values) != len(sizes) or not (values > 0).all():
             raise ValueError(f"measured[{m!r}] must hold one value > 0 per size ({len(sizes)}), "
                              f"got {values.tolist()}")
 
-    names = list(counted)
     rows = [{"m": m, "n": int(n), "order": i} for i, m in enumerate(names) for n in sizes]
     if measured:
         for m, values in measured.items():
             for n, val in zip(sizes, _as_array(values, "measured", 1)):
                 rows.append({"m": m, "n": int(n), "measured": float(val), "order": names.index(m)})
-    def of(e: str, n: str) -> str:  # the expression with n replaced
-        return re.sub(r"\bn\b", n, e)
 
-    expr = " : ".join(f"datum.m == {json.dumps(m)} ? {of(e, 'datum.n')}"
-                      for m, e in counted.items()) + " : 0"
-    at = " : ".join(f"datum.m == {json.dumps(m)} ? {of(e, 'size')}"
-                    for m, e in counted.items()) + " : 0"
+    def of(e: str, n: str) -> str:  # the expression with n replaced
+        return re.sub(r"\bn\b", f"({n})", e)
+
+    def by_method(n: str, m: str = "datum.m") -> str:  # the cost of method m at size n
+        return " : ".join(f"{m} == {json.dumps(k)} ? ({of(e, n)})"
+                          for k, e in counted.items()) + " : 0"
+
+    first = json.dumps(names[0])
     params = [_control("size", int(sizes[len(sizes) // 2]), alt.binding_range(
                   min=int(min(sizes)), max=int(max(sizes)), step=1, name=f"{size_name} ")),
-              _control("method", names[-1], alt.binding_select(options=names, name="method "))]
-    base = alt.Chart(alt.Data(values=rows)).transform_calculate(cost=expr)
-    color = alt.Color("m:N", title="method", sort=names)
+              _control("method", method or names[-1], len(names) > 1 and alt.binding_select(
+                  options=names, name="method "))]
+    base = alt.Chart(alt.Data(values=rows)).transform_calculate(cost=by_method("datum.n"))
+    color = alt.Color("m:N", title="method", sort=names,
+                      legend=alt.Legend(orient="bottom", columns=2))
     x_scale = alt.Scale(type="log", domain=[int(min(sizes)), int(max(sizes))], nice=False)
+    x = alt.X("n:Q", scale=x_scale, title=size_name)
     lines = base.transform_filter("!isValid(datum.measured)").mark_line().encode(
-        x=alt.X("n:Q", scale=x_scale, title=size_name),
-        y=alt.Y("cost:Q", scale=alt.Scale(type="log"), title=f"{what} (counted)"),
+        x=x, y=alt.Y("cost:Q", scale=alt.Scale(type="log"), title=f"{what} (counted)"),
         color=color, strokeWidth=alt.condition("datum.m == method", alt.value(3), alt.value(1)))
     rule = alt.Chart(alt.Data(values=[{}])).mark_rule(strokeDash=[4, 4]).encode(
         x=alt.X("s:Q")).transform_calculate(s="size")
+    # the chosen method against the first, at every size: computed in the page
+    rel = (alt.Chart(alt.Data(values=[{"n": int(n)} for n in sizes]))
+           .transform_calculate(rel=f"({by_method('datum.n', 'method')}) / "
+                                    f"({of(counted[names[0]], 'datum.n')})"))
+    rel_line = rel.mark_line(point=True).encode(
+        x=x, y=alt.Y("rel:Q", scale=alt.Scale(type="log"),
+                     title=f"{what} relative to {names[0]}"),
+        color=alt.value("#444"), tooltip=[alt.Tooltip("rel:Q", format=".3g")])
+    rel_panel = alt.layer(rel_line, rule).properties(
+        width=190, height=200, title=alt.Title(alt.expr(f"method + ' / ' + {first}")))
     at_size = (alt.Chart(alt.Data(values=[{"m": m, "order": i} for i, m in enumerate(names)]))
-               .transform_calculate(cost=at, first=of(counted[names[0]], "size"))
-               .transform_calculate(label="datum.m + ': ' + format(datum.cost, ',.0f') + "
-                                          f"' {what}; {names[0]} needs ' + "
-                                          "format(datum.first / datum.cost, '.1f') + 'x as many'")
+               .transform_calculate(cost=by_method("size"))
+               .transform_calculate(label="datum.m + ': ' + format(datum.cost, ',.0f')")
                .mark_text(align="left", x=0).encode(
                    y=alt.Y("m:N", sort=names, title=None, axis=None), text="label:N",
                    color=color, opacity=alt.condition("datum.m == method", alt.value(1.0),
                                                       alt.value(0.45)))
-               .properties(width=330, height=18 * len(names), title="at the chosen size"))
-    left = alt.layer(lines, rule).properties(width=300, height=220)
-    panels = [left, at_size]
+               .properties(width=300, height=18 * len(names), view={"stroke": None},
+                           title=alt.Title(alt.expr(f"'{what} at {size_name} = ' + size"))))
+    # the chosen method at the chosen size: its cost, against the first, and when doubled
+    readout = (alt.Chart(alt.Data(values=[{"q": 0}, {"q": 1}, {"q": 2}]))
+               .transform_calculate(c=by_method("size", "method"),
+                                    c1=of(counted[names[0]], "size"),
+                                    c2=by_method("2 * size", "method"))
+               .transform_calculate(readout="datum.q == 0 ? datum.c : datum.q == 1 ? "
+                                            "datum.c / datum.c1 : datum.c2 / datum.c")
+               .transform_calculate(label=(
+                   "datum.q == 0 ? method + ': ' + format(datum.readout, ',.0f') + "
+                   f"' {what}' : datum.q == 1 ? 'that is ' + format(datum.readout, '.3g') + "
+                   f"' times the count of ' + {first} : 'doubling {size_name} multiplies it by ' + "
+                   "format(datum.readout, '.3g')"))
+               .mark_text(align="left", x=0, fontWeight="bold")
+               .encode(y=alt.Y("q:O", axis=None), text="label:N")
+               .properties(width=300, height=54, view={"stroke": None},
+                           title=alt.Title(alt.expr("'the method chosen: ' + method"))))
+    left = alt.layer(lines, rule).properties(width=220, height=200)
+    panels = [left, rel_panel]
     if measured:
         pts = base.transform_filter("isValid(datum.measured)").mark_point(filled=True).encode(
-            x=alt.X("n:Q", scale=x_scale, title=size_name),
-            y=alt.Y("measured:Q", scale=alt.Scale(type="log"), title=f"measured ({unit})"),
+            x=x, y=alt.Y("measured:Q", scale=alt.Scale(type="log"), title=f"measured ({unit})"),
             color=color, size=alt.condition("datum.m == method && datum.n == size",
                                             alt.value(120), alt.value(30)))
-        panels.insert(1, alt.layer(pts, rule).properties(width=300, height=220))
-    chart = alt.hconcat(*panels).add_params(*params)
+        panels.insert(1, alt.layer(pts, rule).properties(width=220, height=200))
+    chart = alt.vconcat(alt.hconcat(*panels), alt.hconcat(at_size, readout)).add_params(*params)
     return chart.properties(title=title) if title else chart
 
 
@@ -708,6 +816,7 @@ _LOADER = """
   }
   var id = "ID", el = document.getElementById(id);
   var spec = JSON.parse(document.getElementById(id + "-spec").textContent);
+  var inactive = (spec.usermeta || {}).attnlab_inactive || {};
   function patch(vg) {  // usermeta.attnlab_click: a click on a mark sets these signals
     var click = (vg.usermeta || {}).attnlab_click || {};
     (vg.signals || []).forEach(function (s) {
@@ -715,12 +824,33 @@ _LOADER = """
       if (f) s.on = (s.on || []).concat([{events: "click",
         update: "datum && isValid(datum." + f + ") ? datum." + f + " : " + s.name}]);
     });
+    // usermeta.attnlab_inactive: {control: {when, why}}: a signal that says when it acts on nothing
+    Object.keys(inactive).forEach(function (name) {
+      vg.signals = (vg.signals || []).concat([{name: "attnlab_off_" + name,
+                                               update: inactive[name].when}]);
+    });
     return vg;
+  }
+  function disable(view) {  // a control that acts on nothing is greyed out, and says why
+    Object.keys(inactive).forEach(function (name) {
+      var input = el.querySelector('.vega-bindings [name="' + name + '"]');
+      if (!input) return;
+      var why = document.createElement("span");
+      why.className = "attnlab-why";
+      input.closest(".vega-bind").appendChild(why);
+      function apply() {
+        var off = !!view.signal("attnlab_off_" + name);
+        input.disabled = off;
+        why.textContent = off ? inactive[name].why : "";
+      }
+      view.addSignalListener("attnlab_off_" + name, apply);
+      apply();
+    });
   }
   L.ready.then(function (embed) {
     return embed(el, spec, {actions: false, renderer: "svg", patch: patch});
   })
-    .then(function (result) { L.views[id] = result.view; })
+    .then(function (result) { disable(result.view); L.views[id] = result.view; })
     .catch(function (err) { el.textContent = "This figure could not load its scripts: " + err; });
 })();
 </script>

@@ -231,8 +231,55 @@ def test_a_float_mask_is_refused_not_inverted():
 def test_image_explorer_says_where_the_temperature_does_not_apply():
     chart = live.image_attention_explorer({"gaussian": torch.randn(16, 4), "dot": torch.rand(16, 4)},
                                           torch.rand(4, 4, 3), key_grid=(2, 2), softmax=["gaussian"])
-    title = chart.to_dict()["hconcat"][1]["title"]["text"]["expr"]
+    spec = chart.to_dict()
+    title = spec["hconcat"][1]["title"]["text"]["expr"]
     assert 'indexof(["gaussian"], variant) < 0' in title and "no temperature" in title
+    # the page greys the slider out for those forms and says why (the loader reads usermeta)
+    off = spec["usermeta"]["attnlab_inactive"]["temperature"]
+    assert off["when"] == 'indexof(["gaussian"], variant) < 0' and "not a softmax" in off["why"]
+    only_softmax = live.image_attention_explorer({"gaussian": torch.randn(16, 4)},
+                                                 torch.rand(4, 4, 3), key_grid=(2, 2),
+                                                 softmax=["gaussian"]).to_dict()
+    assert "attnlab_inactive" not in only_softmax["usermeta"]
+
+
+_COUNTED = {"full": "pow(n * n, 2)", "axial": "n * n * (2 * n)",
+            "subsampled": "n * n * ceil(n / 2) * ceil(n / 2)"}
+
+
+def test_cost_explorer_computes_the_chosen_method_against_the_first():
+    """The method menu changes what the page computes: the chosen method's count relative to
+    the first method's at every size, and the factor by which doubling the size multiplies it."""
+    spec = live.cost_explorer([8, 16, 32], _COUNTED, method="axial").to_dict()
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["method"]["value"] == "axial" and params["method"]["bind"]["options"] == list(_COUNTED)
+    text = json.dumps(spec)
+    for field in ('"rel"', '"readout"', '"cost"'):
+        assert field in text
+    # the page's expressions are the author's, with n replaced; Python reads them the same way
+    assert "(2 * size) * (2 * size) * (2 * (2 * size))" in text
+    f = {m: live.counted_cost(e) for m, e in _COUNTED.items()}
+    assert f["axial"](20) == 20 * 20 * 40 and f["subsampled"](21) == 21 * 21 * 11 * 11
+    assert f["axial"](40) / f["axial"](20) == 8.0 and f["full"](40) / f["full"](20) == 16.0
+    assert {f["subsampled"](n) / f["full"](n) for n in (8, 16, 32)} == {0.25}
+    one = live.cost_explorer([1, 2], {"a": "n"}).to_dict()
+    assert "bind" not in {p["name"]: p for p in one["params"]}["method"]  # nothing to choose
+
+
+@pytest.mark.parametrize("expr, words", [
+    ("n ** 2", "may use numbers, n"), ("__import__('os')", "may use numbers, n"),
+    ("n > 2 ? n : 1", "must be an expression in n"), ("m * m", "may use numbers, n"),
+])
+def test_counted_cost_reads_only_what_the_page_reads(expr, words):
+    with pytest.raises(ValueError, match=words):
+        live.counted_cost(expr)
+
+
+def test_cost_explorer_refuses_a_cost_the_page_cannot_draw():
+    with pytest.raises(ValueError, match=r"counted\['a'\] must be > 0 at every size"):
+        live.cost_explorer([1, 4], {"a": "n - 3"})
+    with pytest.raises(ValueError, match="method must be one of"):
+        live.cost_explorer([1, 4], {"a": "n"}, method="b")
 
 
 def test_window_explorer_has_the_window_controls_and_checks_its_input():

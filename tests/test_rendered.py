@@ -6,6 +6,7 @@ embedded state and move their static twins (jshtml animations) without any of th
 """
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -88,8 +89,69 @@ MOVE = """
 """
 
 
+# A control shown disabled must act on nothing: set its signal anyway, the plot must not change.
+IDLE = """
+async ([id, name]) => {
+  const view = window.attnlabLive.views[id];
+  const el = document.querySelector("#" + id + " .vega-bindings [name='" + name + "']");
+  const svg = () => document.querySelector("#" + id + " svg").innerHTML
+    .replace(/<defs>.*?<\/defs>/gs, "").replace(/gradient_[0-9]+/g, "gradient");
+  const old = view.signal(name), before = svg();
+  let v;
+  if (el.type === "range") v = Number(old) < Number(el.max) ? Number(el.max) : Number(el.min);
+  else if (el.type === "checkbox") v = !old;
+  else v = [...el.options].map(o => o.value).find(x => x != old);
+  view.signal(name, v);
+  await view.runAsync();
+  const after = svg();
+  view.signal(name, old);
+  await view.runAsync();
+  return before === after;
+}
+"""
+
+
+def _drawn(page, fig_id) -> str:
+    """The figure's SVG, less what Vega adds when it redraws a legend unchanged (a copy of its
+    gradient under a new id)."""
+    svg = re.sub(r"<defs>.*?</defs>", "", page.locator(f"#{fig_id} svg").first.inner_html(),
+                 flags=re.S)
+    return re.sub(r"gradient_\d+", "gradient", svg)
+
+
+def _controls(page, fig_id):
+    return page.locator(f"#{fig_id} .vega-bindings input, #{fig_id} .vega-bindings select")
+
+
+def _every_control_acts(page, fig_id, state: str, keep: str | None = None) -> None:
+    """Each control (but ``keep``) moves the plot, or is disabled, says why, and indeed acts
+    on nothing."""
+    controls = _controls(page, fig_id)
+    for j in range(controls.count()):
+        control = controls.nth(j)
+        kind = control.get_attribute("type")
+        if kind == "radio" and control.is_checked():
+            continue
+        name = control.get_attribute("name")
+        if name == keep:
+            continue
+        if control.is_disabled():
+            why = page.locator(f"#{fig_id} .vega-bind:has([name='{name}']) .attnlab-why")
+            assert why.count() == 1 and why.inner_text().strip() and why.is_visible(), \
+                f"{fig_id}: control {name!r} is disabled {state} without a visible reason"
+            assert page.evaluate(IDLE, [fig_id, name]), \
+                f"{fig_id}: control {name!r} is disabled {state}, but it does change the plot"
+            continue
+        before = _drawn(page, fig_id)
+        control.evaluate(MOVE)
+        page.wait_for_timeout(150)
+        assert _drawn(page, fig_id) != before, \
+            f"{fig_id}: moving control {name!r} {state} changed nothing"
+
+
 def check_live_figures(page) -> int:
-    """Every live figure renders offline, recomputes when any control moves, and equals Python."""
+    """Every live figure renders offline, equals Python, and every control moves the plot for
+    every choice of the menus and check boxes (or is disabled, with a visible reason)."""
     figures = page.locator(".attnlab-live")
     n = figures.count()
     if not n:
@@ -102,19 +164,26 @@ def check_live_figures(page) -> int:
         assert results, f"live figure {fig_id} carries no check against Python"
         for r in results:
             assert r["got"] is not None, f"{fig_id}: no plotted data matches the check {r['params']}"
+            assert len(r["got"]) == len(r["expected"])
             gap = max(abs(a - b) for a, b in zip(r["got"], r["expected"]))
             assert gap < 1e-6, f"{fig_id}: the page computes {r['got']}, Python {r['expected']}"
-        controls = page.locator(f"#{fig_id} .vega-bindings input, #{fig_id} .vega-bindings select")
+        controls = _controls(page, fig_id)
         assert controls.count() >= 1, f"live figure {fig_id} has no control"
-        for j in range(controls.count()):
-            control = controls.nth(j)
-            if control.get_attribute("type") == "radio" and control.is_checked():
-                continue
-            before = page.locator(f"#{fig_id} svg").first.inner_html()
-            control.evaluate(MOVE)
-            page.wait_for_timeout(150)
-            after = page.locator(f"#{fig_id} svg").first.inner_html()
-            assert after != before, f"{fig_id}: moving control {j} changed nothing in the plot"
+        _every_control_acts(page, fig_id, "as the checks left it")
+        choices = page.locator(f"#{fig_id} .vega-bindings select, "
+                               f"#{fig_id} .vega-bindings input[type=checkbox]")
+        for j in range(choices.count()):
+            choice = choices.nth(j)
+            name = choice.get_attribute("name")
+            states = (choice.locator("option").count() if choice.evaluate("e => e.tagName")
+                      == "SELECT" else 2)
+            for _ in range(states):
+                if choice.is_disabled():
+                    break
+                choice.evaluate(MOVE)
+                page.wait_for_timeout(100)
+                value = choice.evaluate("e => e.type === 'checkbox' ? e.checked : e.value")
+                _every_control_acts(page, fig_id, f"with {name} = {value!r}", keep=name)
     return n
 
 
