@@ -36,12 +36,73 @@ from torch import nn
 from attnlab import checks
 from attnlab.attention import (KVCache, LearnedPositionalEncoding, MultiHeadAttention,
                                SinusoidalPositionalEncoding)
-from attnlab.functional import scaled_dot_product_attention
+from attnlab.functional import causal_mask, merge_masks, scaled_dot_product_attention
 from attnlab.positions import ALiBiAttention, RotaryAttention
 
-__all__ = ["TinyLM", "POSITIONS"]
+__all__ = ["TinyLM", "POSITIONS", "SinkLogit"]
 
 POSITIONS = ("learned", "sinusoidal", "rope", "alibi", "none")
+
+
+class SinkLogit(nn.Module):
+    r"""Attention with a learnable *sink logit* per head: a place for the softmax's mass.
+
+    .. math::
+
+        w_{ts} = \frac{e^{s_{ts}}}{e^{b_h} + \sum_{s'} e^{s_{ts'}}}, \qquad
+        \text{out}_t = \sum_s w_{ts} v_s
+
+    Each head gets one extra key whose score is a learned number :math:`b_h` and whose value is
+    zero, so a head's weights over the real tokens may sum to less than one: it can read nothing
+    without parking its mass on a real token (an *attention sink*). Implemented as a zero key
+    and value in front of the others and a float mask, through the one kernel (``attention``,
+    e.g. :class:`attnlab.positions.RotaryAttention`: a zero key stays zero under rotation, and
+    the offsets between real tokens do not change). The weights returned leave the sink out;
+    ``1 - weights.sum(-1)`` is what went to it.
+
+    Pass an instance as ``MultiHeadAttention(..., attention=SinkLogit(h))``, one per layer.
+
+    Args:
+        num_heads: h, one logit each (initialised to 0).
+        attention: the kernel to wrap (default the book's scaled dot-product attention).
+
+    Shape: as :func:`attnlab.functional.scaled_dot_product_attention`, ``q`` ``(B, h, T, d)``.
+
+    Reference: Xiao et al., *Efficient Streaming Language Models with Attention Sinks*, 2023,
+    arXiv:2309.17453 (a learnable sink token, their Section 3.3); Miller, *Attention Is Off By
+    One*, 2023 (a fixed extra logit). Taught in :ref:`chap-generating`.
+    """
+
+    def __init__(self, num_heads: int, attention=scaled_dot_product_attention):
+        super().__init__()
+        self.num_heads = checks.positive_int(num_heads, "num_heads")
+        if not callable(attention) or isinstance(attention, ALiBiAttention):
+            raise TypeError("attention must be a kernel like scaled_dot_product_attention or "
+                            "RotaryAttention (ALiBi would bias the sink by its distance)")
+        self.attention = attention
+        self.logit = nn.Parameter(torch.zeros(num_heads))  # b_h
+
+    def forward(self, q, k, v, mask=None, *, dropout_p: float = 0.0, is_causal: bool = False,
+                return_attention: bool = False):
+        checks.tensor(q, "q")
+        if q.dim() != 4 or q.shape[1] != self.num_heads:
+            raise ValueError(f"q must have shape (B, h, T, d) with h = {self.num_heads}, "
+                             f"got {tuple(q.shape)}")
+        B, h, T, _ = q.shape
+        S = k.shape[-2]
+        if is_causal:
+            mask = merge_masks(mask, causal_mask(T, S, device=q.device))
+        real = merge_masks(mask, torch.zeros(T, S, dtype=q.dtype, device=q.device))  # float
+        real = real.to(q.dtype).expand(B, h, T, S)
+        sink = self.logit.to(q.dtype).view(1, h, 1, 1).expand(B, h, T, 1)
+        zero_k, zero_v = k.new_zeros(B, h, 1, k.shape[-1]), v.new_zeros(B, h, 1, v.shape[-1])
+        out = self.attention(q, torch.cat((zero_k, k), -2), torch.cat((zero_v, v), -2),
+                             torch.cat((sink, real), -1), dropout_p=dropout_p,
+                             return_attention=return_attention)
+        return (out[0], out[1][..., 1:]) if return_attention else out
+
+    def extra_repr(self) -> str:
+        return f"num_heads={self.num_heads}"
 
 
 class _Block(nn.Module):
@@ -81,12 +142,14 @@ class TinyLM(nn.Module):
         max_len: the longest sequence ``"learned"`` and ``"sinusoidal"`` positions cover.
         mlp: False for an attention-only model.
         dropout: on the attention weights.
+        sink_logit: give every head a learnable sink logit (:class:`SinkLogit`; not with
+            ``"alibi"``).
     """
 
     def __init__(self, vocab_size: int, embed_dim: int = 64, num_heads: int = 4,
                  num_layers: int = 2, *, num_kv_heads: int | None = None,
                  positions: str = "rope", max_len: int = 512, mlp: bool = True,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, sink_logit: bool = False):
         super().__init__()
         self.vocab_size = checks.positive_int(vocab_size, "vocab_size")
         self.embed_dim = checks.positive_int(embed_dim, "embed_dim")
@@ -105,8 +168,16 @@ class TinyLM(nn.Module):
             attention = RotaryAttention()
         elif positions == "alibi":
             attention = ALiBiAttention(num_heads)
-        self.blocks = nn.ModuleList(_Block(embed_dim, num_heads, num_kv_heads, attention,
-                                           bool(mlp), dropout) for _ in range(num_layers))
+        if not isinstance(sink_logit, bool):
+            raise TypeError(f"sink_logit must be True or False, got {sink_logit!r}")
+        if sink_logit and positions == "alibi":
+            raise ValueError("sink_logit does not go with positions='alibi' (ALiBi would bias "
+                             "the sink by its distance)")
+        self.sink_logit = sink_logit
+        self.blocks = nn.ModuleList(
+            _Block(embed_dim, num_heads, num_kv_heads,
+                   SinkLogit(num_heads, attention) if sink_logit else attention, bool(mlp),
+                   dropout) for _ in range(num_layers))
         self.ln_f = nn.LayerNorm(embed_dim)
         self.unembed = nn.Linear(embed_dim, vocab_size, bias=False)  # W_U
 

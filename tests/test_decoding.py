@@ -110,7 +110,10 @@ def test_bad_input_says_what_is_wrong():
     with pytest.raises(ValueError, match="one cache per layer and per batch"):
         mha(x[:1, 3:4], cache=cache)
     with pytest.raises(ValueError, match="one cache per layer"):
-        model(4, 4)(x[:, 3:4], cache=cache)
+        model(4, 4)(x[:, 3:4], cache=cache)  # 4 key/value heads against 2
+    wide = model(2, 2, D=32)  # 2 heads of width 16 against a cache of width 4
+    with pytest.raises(ValueError, match=r"\(B, h_kv, S, d\) = \(2, 2, 3, 4\)"):
+        wide(x_of(D=32)[:, 3:4], cache=cache)
     with pytest.raises(ValueError, match="key, value and key_mask must be None"):
         mha(x, x, cache=KVCache())
     with pytest.raises(TypeError, match="cache must be an attnlab.attention.KVCache"):

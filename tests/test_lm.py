@@ -82,3 +82,41 @@ def test_bad_input_says_what_is_wrong():
         model(ids_of(), caches=model.new_caches()[:1])
     with pytest.raises(ValueError, match="temperature must be >= 0"):
         model.generate(ids_of(), 2, temperature=-1.0)
+
+
+# --- a learnable sink logit: a place for the softmax's mass ------------------------------------
+
+def test_sink_logit_is_one_more_key_with_a_learned_score_and_a_zero_value():
+    from attnlab.lm import SinkLogit
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    sink = SinkLogit(3).double()
+    with torch.no_grad():
+        sink.logit.copy_(torch.tensor([-1.0, 0.5, 2.0]))
+    out, w = sink(q, k, v, is_causal=True, return_attention=True)
+    scores = (q @ k.transpose(-2, -1) / 2).masked_fill(~torch.ones(5, 5).tril().bool(), -torch.inf)
+    e = torch.cat((sink.logit.view(1, 3, 1, 1).expand(2, 3, 5, 1), scores), -1).softmax(-1)
+    assert torch.allclose(w, e[..., 1:], atol=1e-12) and torch.allclose(out, e[..., 1:] @ v,
+                                                                          atol=1e-12)
+    assert (w.sum(-1) < 1).all()  # the rest went to the sink
+    assert torch.allclose(sink(q, k, v, is_causal=True), out, atol=1e-12)  # the fused path
+    with torch.no_grad():
+        sink.logit.fill_(-1e4)  # a sink nobody uses: plain attention
+    plain = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    assert torch.allclose(sink(q, k, v, is_causal=True), plain, atol=1e-12)
+
+
+def test_sink_logit_learns_and_keeps_cached_decoding_exact():
+    model = lm("rope", sink_logit=True, num_kv_heads=2)
+    assert sum(p.numel() for n, p in model.named_parameters() if n.endswith("logit")) == 2 * 4
+    ids = ids_of(T=9)
+    logits = model(ids)
+    logits.sum().backward()
+    assert all(b.attn.attention.logit.grad.abs().sum() > 0 for b in model.blocks)
+    caches = model.new_caches()
+    step = torch.cat([model(ids[:, i:i + 1], caches=caches) for i in range(9)], 1)
+    assert torch.allclose(step, logits, atol=1e-10)
+    with pytest.raises(ValueError, match="sink_logit does not go with positions='alibi'"):
+        TinyLM(11, positions="alibi", sink_logit=True)
+    with pytest.raises(TypeError, match="sink_logit must be True or False"):
+        TinyLM(11, sink_logit=1)
