@@ -29,6 +29,7 @@ __all__ = [
     "SqueezeExcite",
     "EfficientChannelAttention",
     "ChannelGate",
+    "GlobalContext",
     "attach_to_bottlenecks",
 ]
 
@@ -221,6 +222,61 @@ class ChannelGate(nn.Module):
         a = self.gate(self.mlp(z_avg) + self.mlp(z_max))       # (B, C, 1, 1)
         y = x * a
         return (y, a) if return_attention else y
+
+# --- global context (GCNet): one pooled vector added everywhere -------------------------------
+
+class GlobalContext(nn.Module):
+    r"""Global-context block: one attention-pooled vector, transformed, added to every position.
+
+    .. math::
+
+        c = \sum_j \frac{e^{w_k^\top x_j}}{\sum_m e^{w_k^\top x_m}}\, x_j \in \mathbb{R}^C,
+        \qquad y_i = x_i + W_2\, \mathrm{ReLU}\big(\mathrm{LN}(W_1 c + b_1)\big) + b_2 ,
+
+    over all positions :math:`i, j` of the map (any number of spatial dimensions: frames too).
+    Unlike a non-local block, every position receives the *same* vector: one query-independent
+    summary of the whole input, the control for any claim that pairwise relations are needed.
+    With ``attention_pool=False`` the pool is the plain mean (SE's squeeze).
+
+    Args:
+        channels: ``C``. ``reduction``: the bottleneck ``C/r`` of the transform (paper: 16;
+            at least one unit). ``attention_pool``: softmax-weighted pool (GCNet) or the mean.
+
+    Shape:
+        x: ``(B, C, *spatial)`` with one to three spatial dimensions -> y: the same shape;
+        attention: ``(B, 1, *spatial)``, the pooling weights (they sum to one over positions).
+
+    Reference:
+        Y. Cao, J. Xu, S. Lin, F. Wei, H. Hu. *GCNet: Non-local Networks Meet
+        Squeeze-Excitation Networks and Beyond*. ICCV Workshops 2019, arXiv:1904.11492.
+        Taught in :ref:`chap-where-attention-looks`.
+    """
+
+    def __init__(self, channels: int, reduction: float = 16, *, attention_pool: bool = True):
+        super().__init__()
+        self.channels = checks.positive_int(channels, "channels")
+        hidden = max(1, reduced_channels(channels, reduction))
+        self.attention_pool = bool(attention_pool)
+        self.score = nn.Conv1d(channels, 1, kernel_size=1) if attention_pool else None  # w_k
+        self.fc1 = nn.Linear(channels, hidden)
+        self.norm = nn.LayerNorm(hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def forward(self, x: torch.Tensor, *, return_attention: bool = False):
+        checks.tensor(x, "x")
+        if not 3 <= x.dim() <= 5:
+            raise ValueError(f"x must have shape (B, C, *spatial) with 1 to 3 spatial "
+                             f"dimensions, got {tuple(x.shape)}")
+        checks.feature_map(x, "x", self.channels, spatial=x.dim() - 2)
+        flat = x.flatten(2)                                            # (B, C, N)
+        if self.score is None:
+            w = torch.full_like(flat[:, :1], 1.0 / flat.shape[-1])     # (B, 1, N) the mean
+        else:
+            w = torch.softmax(self.score(flat), dim=-1)                # (B, 1, N)
+        c = (flat * w).sum(-1)                                         # (B, C) context
+        add = self.fc2(torch.relu(self.norm(self.fc1(c))))             # (B, C) transform
+        y = x + add.view(*add.shape, *([1] * (x.dim() - 2)))           # fuse: add everywhere
+        return (y, w.view(x.shape[0], 1, *x.shape[2:])) if return_attention else y
 
 
 # --- putting a gate into a ResNet ------------------------------------------------------------
