@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from attnlab import checks
 
 __all__ = ["repeated_segments", "next_token_loss", "unigram_loss", "previous_token_score",
-           "prefix_matching_score", "copying_score", "head_mask", "find_heads"]
+           "prefix_matching_score", "copying_score", "head_mask", "find_heads",
+           "attention_scores"]
 
 
 def repeated_segments(batch_size: int, length: int, vocab_size: int, *,
@@ -275,3 +276,46 @@ def find_heads(previous: torch.Tensor, induction: torch.Tensor) -> dict:
     prev = (i // h, i % h)
     j = int(induction[prev[0] + 1:].reshape(-1).argmax())
     return {"previous_token": prev, "induction": (prev[0] + 1 + j // h, j % h)}
+
+
+def attention_scores(model, ids: torch.Tensor) -> list[torch.Tensor]:
+    r"""Every head's scores :math:`q_t^\top k_s / \sqrt d` before the mask and the softmax, per layer.
+
+    What a figure that recomputes the softmax (with another temperature, with or without the
+    causal mask) needs: :meth:`attnlab.lm.TinyLM.forward` returns the weights only. The input of
+    each layer's attention is caught with a forward hook (removed before returning), and the
+    layer's query and key projections, rotated when the model uses RoPE, give the scores.
+
+    Args:
+        model: an :class:`attnlab.lm.TinyLM` with ``"learned"``, ``"sinusoidal"``, ``"rope"`` or
+            ``"none"`` positions. ids: ``(B, T)``.
+
+    Returns:
+        a list of L tensors ``(B, h, T, T)``; ``softmax`` of each, causally masked, gives the
+        weights the model uses.
+    """
+    from attnlab.positions import RotaryAttention, apply_rope
+
+    if getattr(model, "positions", None) not in ("learned", "sinusoidal", "rope", "none"):
+        raise TypeError("model must be an attnlab.lm.TinyLM without ALiBi (its biases are not "
+                        "scores of q and k)")
+    inputs, hooks = [], [b.attn.register_forward_hook(lambda m, a, out: inputs.append(a[0]))
+                         for b in model.blocks]
+    try:
+        with torch.no_grad():
+            model(ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    scores = []
+    with torch.no_grad():
+        for block, a in zip(model.blocks, inputs):
+            mha = block.attn
+            q = mha._split(mha.q_proj(a))                                      # (B, h, T, d)
+            k = mha._repeat_kv(mha._split(mha.k_proj(a), mha.num_kv_heads))    # (B, h, T, d)
+            if isinstance(mha.attention, RotaryAttention):
+                rope = dict(base=mha.attention.base, scale=mha.attention.scale,
+                            interleaved=mha.attention.interleaved)
+                q, k = apply_rope(q, **rope), apply_rope(k, **rope)
+            scores.append(q @ k.transpose(-2, -1) / math.sqrt(mha.head_dim))  # (B, h, T, T)
+    return scores

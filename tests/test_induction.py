@@ -187,3 +187,19 @@ def test_bad_input():
         ind.head_mask(2, 2, [(0, True)])
     with pytest.raises(ValueError, match=r"\(L, h\) with L >= 2"):
         ind.find_heads(torch.ones(1, 3), torch.ones(1, 3))
+
+
+@pytest.mark.parametrize("positions", ["rope", "learned"])
+def test_attention_scores_give_back_the_weights(positions):
+    torch.manual_seed(1)
+    model = TinyLM(13, 16, num_heads=2, num_layers=2, positions=positions, max_len=10,
+                   mlp=False).eval()
+    ids = torch.randint(0, 13, (2, 10))
+    with torch.no_grad():
+        _, weights = model(ids, return_attention=True)
+    scores = ind.attention_scores(model, ids)
+    causal = torch.ones(10, 10, dtype=torch.bool).tril()
+    for s, w in zip(scores, weights):
+        assert s.shape == (2, 2, 10, 10)
+        assert torch.allclose(s.masked_fill(~causal, float("-inf")).softmax(-1), w, atol=1e-5)
+    assert all(not m.attn._forward_hooks for m in model.blocks)        # hooks removed
