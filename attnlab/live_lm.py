@@ -11,6 +11,198 @@ from __future__ import annotations
 
 __all__: list[str] = []
 
+from typing import Sequence
+
+import numpy as np
+
+from attnlab import checks
+from attnlab.live import _as_array, _control, _text
+
+__all__ += ["rope_scores", "rope_explorer", "alibi_weights", "alibi_explorer"]
+
+
+def _pairs(q, k, name: str = "q and k"):
+    q, k = _as_array(q, "q", 1), _as_array(k, "k", 1)
+    if q.shape != k.shape or q.shape[0] < 2 or q.shape[0] % 2:
+        raise ValueError(f"{name} must be two vectors of the same even length d >= 2 (RoPE "
+                         f"rotates pairs of features), got shapes {q.shape} and {k.shape}")
+    return q, k
+
+
+def rope_scores(q, k, distances, *, base: float = 10000.0, pairs=None) -> np.ndarray:
+    r"""What the page computes: the RoPE score of query ``q`` at m and key ``k`` at n = m + r,
+    :math:`\langle R_m q, R_n k\rangle / \sqrt d`, for each distance r of ``distances``, summed
+    over the pairs ``pairs = (lo, hi)`` (inclusive; default all), interleaved pairing.
+
+    Per pair i: :math:`a_i \cos r\theta_i + b_i \sin r\theta_i` with
+    :math:`a_i = q_{2i}k_{2i} + q_{2i+1}k_{2i+1}`, :math:`b_i = q_{2i+1}k_{2i} - q_{2i}k_{2i+1}`.
+    """
+    q, k = _pairs(q, k)
+    d = q.shape[0]
+    lo, hi = (0, d // 2 - 1) if pairs is None else pairs
+    theta = float(base) ** (-np.arange(0, d, 2) / d)
+    a = q[0::2] * k[0::2] + q[1::2] * k[1::2]
+    b = q[1::2] * k[0::2] - q[0::2] * k[1::2]
+    r = np.asarray(distances, dtype=np.float64)[:, None]
+    terms = (a * np.cos(r * theta) + b * np.sin(r * theta)) / np.sqrt(d)
+    return terms[:, lo:hi + 1].sum(-1)
+
+
+def rope_explorer(q, k, *, base: float = 10000.0, max_distance: int = 48, m: int = 20,
+                  n: int = 15, title: str | None = None):
+    r"""An Altair chart of one query and one key under RoPE, computed in the page.
+
+    Controls: the query position m, the key position n, and the band of frequency pairs
+    (lowest and highest pair index; pair 0 turns fastest). Left: the score
+    :math:`\langle R_m q, R_n k\rangle/\sqrt d` of the band against the distance r = n - m,
+    with the chosen (m, n) marked: moving m and n together moves nothing. Right: the lowest
+    pair of the band, the query's and the key's two features after rotation by
+    :math:`m\theta_i` and :math:`n\theta_i`.
+
+    Args:
+        q, k: ``(d,)`` a query and a key (d even), e.g. a trained head's.
+        base: RoPE's b.
+        max_distance: the curve covers r = -max_distance .. max_distance; m and n range over
+            0 .. max_distance.
+        m, n: the positions the figure opens with.
+
+    Returns:
+        an ``altair`` chart; for checks, the field ``score`` ordered by ``r`` (2 max_distance
+        + 1 rows) for the parameters ``m``, ``n``, ``lo``, ``hi``.
+    """
+    import altair as alt
+
+    q, k = _pairs(q, k)
+    d = q.shape[0]
+    R = checks.positive_int(max_distance, "max_distance")
+    for v, name in ((m, "m"), (n, "n")):
+        if checks.non_negative_int(v, name) > R:
+            raise ValueError(f"{name} must lie in 0 .. max_distance = {R}, got {v}")
+    if not (isinstance(base, (int, float)) and np.isfinite(base) and base > 1):
+        raise ValueError(f"base must be a finite number > 1, got {base!r}")
+    _text(title, "title", optional=True)
+    theta = float(base) ** (-np.arange(0, d, 2) / d)
+    a = q[0::2] * k[0::2] + q[1::2] * k[1::2]
+    b = q[1::2] * k[0::2] - q[0::2] * k[1::2]
+    curve = [{"i": i, "r": r} for i in range(d // 2) for r in range(-R, R + 1)]
+    per_pair = alt.LookupData(alt.Data(values=[
+        {"i": i, "a": float(a[i]), "b": float(b[i]), "t": float(theta[i])}
+        for i in range(d // 2)]), key="i", fields=["a", "b", "t"])
+    vecs = [{"who": who, "i": i, "x1": float(v[2 * i]), "x2": float(v[2 * i + 1]),
+             "t": float(theta[i])} for who, v in (("query", q), ("key", k)) for i in range(d // 2)]
+    last = d // 2 - 1
+    params = [_control("m", int(m), alt.binding_range(min=0, max=R, step=1, name="query m ")),
+              _control("n", int(n), alt.binding_range(min=0, max=R, step=1, name="key n ")),
+              _control("lo", 0, alt.binding_range(min=0, max=last, step=1,
+                                                  name="lowest pair (fastest = 0) ")),
+              _control("hi", last, alt.binding_range(min=0, max=last, step=1,
+                                                     name="highest pair "))]
+    band = "datum.i >= min(lo, hi) && datum.i <= max(lo, hi)"
+    score = (alt.Chart(alt.Data(values=curve)).transform_filter(band)
+             .transform_lookup(lookup="i", from_=per_pair)
+             .transform_calculate(c=f"(datum.a * cos(datum.r * datum.t) + datum.b * "
+                                    f"sin(datum.r * datum.t)) / {np.sqrt(d)!r}")
+             .transform_aggregate(score="sum(c)", groupby=["r"]))
+    x = alt.X("r:Q", title="distance r = n - m", scale=alt.Scale(domain=[-R, R], nice=False))
+    line = score.mark_line().encode(x=x, y=alt.Y("score:Q", title="score of the band"))
+    here = score.transform_filter("datum.r == n - m").mark_point(
+        size=90, filled=True, color="#d62728").encode(
+        x=x, y="score:Q", tooltip=[alt.Tooltip("score:Q", format=".3f")])
+    left = alt.layer(line, here).properties(
+        width=300, height=220, title=alt.Title(alt.expr(
+            "'score against n - m (pairs ' + min(lo, hi) + '-' + max(lo, hi) + "
+            "'); m = ' + m + ', n = ' + n")))
+    lim = float(np.abs(np.concatenate([q, k])).max() * 1.05)
+    rot = (alt.Chart(alt.Data(values=vecs)).transform_filter("datum.i == min(lo, hi)")
+           .transform_calculate(p="datum.who == 'query' ? m : n", zero="0")
+           .transform_calculate(x="datum.x1 * cos(datum.p * datum.t) - datum.x2 * "
+                                  "sin(datum.p * datum.t)",
+                                y="datum.x1 * sin(datum.p * datum.t) + datum.x2 * "
+                                  "cos(datum.p * datum.t)"))
+    scale = alt.Scale(domain=[-lim, lim], nice=False)
+    arrows = rot.mark_rule(strokeWidth=3).encode(
+        x=alt.X("zero:Q", scale=scale, title="feature 2i"),
+        y=alt.Y("zero:Q", scale=scale, title="feature 2i+1"), x2="x:Q", y2="y:Q",
+        color=alt.Color("who:N", title=None, legend=alt.Legend(orient="bottom")))
+    tips = rot.mark_point(filled=True, size=60).encode(x="x:Q", y="y:Q", color="who:N")
+    right = alt.layer(arrows, tips).properties(
+        width=200, height=200, title=alt.Title(alt.expr(
+            "'pair ' + min(lo, hi) + ' rotated by m and n'")))
+    chart = alt.hconcat(left, right).add_params(*params)
+    return chart.properties(title=title) if title else chart
+
+
+def alibi_weights(scores, slope: float, t: int) -> np.ndarray:
+    r"""What the page computes: query t's softmax over keys s <= t of
+    ``scores[t, s] - slope * (t - s)`` (ALiBi's linear bias on a head's content scores)."""
+    s = _as_array(scores, "scores", 2)
+    if not 0 <= t < s.shape[0]:
+        raise ValueError(f"t must lie in 0 .. {s.shape[0] - 1}, got {t}")
+    z = s[t, :t + 1] - slope * (t - np.arange(t + 1))
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def alibi_explorer(scores, tokens: Sequence[str], *, log2_slopes: Sequence[float],
+                   t: int | None = None, log2_slope: float | None = None,
+                   title: str | None = None):
+    r"""An Altair chart of ALiBi's bias on one head's softmax, computed in the page.
+
+    Controls: the slope m (as :math:`\log_2 m`, over the values ``log2_slopes``) and the query
+    position t. The page adds :math:`-m\,(t - s)` to the stored content scores of the keys
+    s <= t and takes the softmax: a steep slope looks at the last few tokens whatever their
+    content, a shallow one lets the content decide.
+
+    Args:
+        scores: ``(T, T)`` a head's content scores :math:`q_t\cdot k_s/\sqrt d` (no bias).
+        tokens: T labels for the keys.
+        log2_slopes: the slider's values (e.g. ALiBi's slopes of 8 heads: -1 .. -8).
+        t, log2_slope: where the figure opens (default: the last query, the first slope).
+
+    Returns:
+        an ``altair`` chart; for checks, the field ``weight`` ordered by ``k`` (t + 1 rows)
+        for the parameters ``t`` and ``log2m``.
+    """
+    import altair as alt
+
+    s = _as_array(scores, "scores", 2)
+    T = s.shape[0]
+    if s.shape != (T, T):
+        raise ValueError(f"scores must be square (T, T), got {s.shape}")
+    if isinstance(tokens, (str, bytes)) or len(tokens) != T:
+        raise ValueError(f"tokens must be a list of T = {T} labels")
+    grid = _as_array(log2_slopes, "log2_slopes", 1)
+    if len(grid) < 2 or np.any(np.diff(np.sort(grid)) <= 0):
+        raise ValueError("log2_slopes must hold at least two distinct values")
+    t = T - 1 if t is None else checks.non_negative_int(t, "t")
+    if t >= T:
+        raise ValueError(f"t must lie in 0 .. {T - 1}, got {t}")
+    start = float(grid[0] if log2_slope is None else log2_slope)
+    _text(title, "title", optional=True)
+    step = float(np.min(np.diff(np.sort(grid))))
+    rows = [{"q": i, "k": j, "score": float(s[i, j]), "tok": str(tokens[j])}
+            for i in range(T) for j in range(i + 1)]
+    params = [_control("t", int(t), alt.binding_range(min=0, max=T - 1, step=1,
+                                                      name="query position t ")),
+              _control("log2m", start, alt.binding_range(
+                  min=float(grid.min()), max=float(grid.max()), step=step,
+                  name="log2 of the slope m "))]
+    chart = (alt.Chart(alt.Data(values=rows)).transform_filter("datum.q == t")
+             .transform_calculate(z="datum.score - pow(2, log2m) * (t - datum.k)")
+             .transform_joinaggregate(zmax="max(z)")
+             .transform_calculate(e="exp(datum.z - datum.zmax)")
+             .transform_joinaggregate(sum_e="sum(e)")
+             .transform_calculate(weight="datum.e / datum.sum_e",
+                                  key="datum.k + ' ' + datum.tok")
+             .mark_bar().encode(
+                 x=alt.X("k:O", title="key position s"),
+                 y=alt.Y("weight:Q", title="weight", scale=alt.Scale(domain=[0, 1])),
+                 tooltip=["key:N", alt.Tooltip("weight:Q", format=".3f")])
+             .add_params(*params).properties(
+                 width=420, height=200, title=alt.Title(alt.expr(
+                     "'query ' + t + ': softmax(score - m (t - s)), m = 2^' + log2m"))))
+    return chart.properties(title=title) if title else chart
+
 
 __all__ += ["induction_roles", "induction_explorer"]
 

@@ -21,9 +21,10 @@ def test_ntk_base():
 
 
 def test_rope():
-    assert check_rope(lambda x, p, b: apply_rope(x, p, base=b)).ok
-    assert check_rope(lambda x, p, b: apply_rope(x.float(), p, base=b).double()).ok  # float32 angles
-    assert wrong(check_rope(lambda x, p, b: _rope_ref(x, p, b, halves=True)), "rotate half")
+    assert check_rope(lambda x, p, b: apply_rope(x, p, base=b, interleaved=False)).ok
+    assert check_rope(lambda x, p, b: apply_rope(x.float(), p, base=b,
+                                                 interleaved=False).double()).ok  # float32
+    assert wrong(check_rope(lambda x, p, b: apply_rope(x, p, base=b)), "neighbours")
     assert wrong(check_rope(lambda x, p, b: _rope_ref(x, p, b, sign=-1.0)), "wrong way")
     assert wrong(check_rope(lambda x, p, b: _rope_ref(x, p, b, exponent=1.0)), "b^(-2i/d)")
     assert wrong(check_rope(lambda x, p, b: _rope_ref(x, p, b, pos=False)), "its own position")

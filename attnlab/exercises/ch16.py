@@ -58,10 +58,10 @@ def check_ntk_base(answer) -> Feedback:
                           "frequency, so the short offsets the model learned keep their angles.")
 
 
-# --- Build: RoPE from tensors ------------------------------------------------------------------
+# --- Build: RoPE with the "rotate half" pairing ------------------------------------------------
 
-def _rope_ref(x, positions, base, *, halves=False, sign=1.0, exponent=2.0, pos=True):
-    """RoPE (interleaved); the keywords switch on one typical mistake each."""
+def _rope_ref(x, positions, base, *, halves=True, sign=1.0, exponent=2.0, pos=True):
+    """RoPE (halves pairing by default); the keywords switch on one typical mistake each."""
     d = x.shape[-1]
     theta = base ** (-torch.arange(0, d, 2, dtype=torch.float64) * (exponent / 2) / d)
     p = positions.to(torch.float64) if pos else torch.ones_like(positions, dtype=torch.float64)
@@ -76,12 +76,13 @@ def _rope_ref(x, positions, base, *, halves=False, sign=1.0, exponent=2.0, pos=T
 
 @checker("ex-pos-rope-build")
 def check_rope(fn) -> Feedback:
-    r"""Exercise :ref:`ex-pos-rope-build`: rotary embeddings from tensors.
+    r"""Exercise :ref:`ex-pos-rope-build`: rotary embeddings with the "rotate half" pairing.
 
     ``fn(x, positions, base)`` gets ``x`` ``(..., L, d)`` (d even), ``positions`` ``(L,)`` and
-    the base b, and rotates each interleaved pair :math:`(x_{2i}, x_{2i+1})` of row l by the
-    angle :math:`p_l\,b^{-2i/d}`. Held against :func:`attnlab.positions.apply_rope` in float64,
-    with batch and head dimensions, positions that do not start at 0, one row and d = 2.
+    the base b, and rotates each pair :math:`(x_i, x_{i+d/2})` of row l by the angle
+    :math:`p_l\,b^{-2i/d}`. Held against ``attnlab.positions.apply_rope(...,
+    interleaved=False)`` in float64 (float32 angles pass), with batch and head dimensions,
+    positions that do not start at 0, one row and d = 2.
     """
     from attnlab.positions import apply_rope
 
@@ -93,23 +94,23 @@ def check_rope(fn) -> Feedback:
             x = torch.randn(shape, generator=g, dtype=torch.float64)
             positions = torch.arange(start, start + shape[-2])
             yield (f"x {shape}, positions {start}..{start + shape[-2] - 1}, base {base:g}",
-                   (x, positions, base), apply_rope(x, positions, base=base))
+                   (x, positions, base), apply_rope(x, positions, base=base, interleaved=False))
 
     mistakes = [
-        (lambda x, p, b: _rope_ref(x, p, b, halves=True), "That is the 'rotate half' pairing "
-         "(x_i, x_{i+d/2}); this exercise pairs neighbours (x_{2i}, x_{2i+1}), as the paper does."),
+        (lambda x, p, b: _rope_ref(x, p, b, halves=False), "That is the paper's pairing of "
+         "neighbours (x_{2i}, x_{2i+1}); rotate half pairs x_i with x_{i+d/2}."),
         (lambda x, p, b: _rope_ref(x, p, b, sign=-1.0), "The rotation turns the wrong way: the "
-         "first feature becomes x_{2i} cos - x_{2i+1} sin, the second x_{2i} sin + x_{2i+1} cos."),
+         "first half becomes x1 cos - x2 sin, the second half x1 sin + x2 cos."),
         (lambda x, p, b: _rope_ref(x, p, b, exponent=1.0), "The frequency of pair i is "
          "b^(-2i/d), with i counting pairs; b^(-i/d) turns the slow pairs too fast."),
         (lambda x, p, b: _rope_ref(x, p, b, pos=False), "The angle is the position times the "
          "frequency: every row is rotated by its own position."),
         (lambda x, p, b: x, "The output equals the input: nothing was rotated."),
     ]
-    return check_build(fn, cases(), what="attnlab.positions.apply_rope", atol=1e-5,
-                       mistakes=mistakes, names=("rotated x",),
-                       done="Each pair turns by position x frequency; the score of query m and "
-                            "key n then depends on n - m only.")
+    return check_build(fn, cases(), what="attnlab.positions.apply_rope(interleaved=False)",
+                       atol=1e-5, mistakes=mistakes, names=("rotated x",),
+                       done="The same function as the paper's pairing, up to a fixed "
+                            "permutation of the features (attnlab.positions.pairing_permutation).")
 
 
 # --- Build: ALiBi's slopes -----------------------------------------------------------------------
