@@ -308,3 +308,191 @@ def induction_explorer(scores, tokens, *, head_names: Sequence[str] | None = Non
     chosen = bars.properties(width=cell * T, height=130, title=alt.Title(alt.expr(
         f"'weights of query ' + {json.dumps(labels)}[query]")))
     return alt.vconcat(heat, chosen).add_params(*params).resolve_scale(color="independent")
+
+
+__all__ += ["kv_cache_bytes", "kv_cache_calculator", "window_sink_weights", "window_sink_explorer"]
+
+DTYPE_BYTES = {"float32": 4.0, "float16 / bfloat16": 2.0, "int8": 1.0, "4-bit": 0.5}
+
+
+def kv_cache_bytes(layers: int, kv_heads: int, head_dim: int, tokens: int,
+                   bytes_per_number: float = 2.0, batch: int = 1) -> float:
+    r"""The key/value cache's size, :math:`2 \times L \times h_{kv} \times d \times T \times
+    \text{bytes} \times B`: a key and a value per layer, key/value head and token."""
+    for v, name in ((layers, "layers"), (kv_heads, "kv_heads"), (head_dim, "head_dim"),
+                    (tokens, "tokens"), (batch, "batch")):
+        checks.positive_int(v, name)
+    return 2.0 * layers * kv_heads * head_dim * tokens * checks.positive(
+        bytes_per_number, "bytes_per_number") * batch
+
+
+def kv_cache_calculator(presets, *, log2_tokens: tuple[int, int, int] = (8, 20, 12),
+                        title: str | None = None):
+    r"""An Altair chart of a model's key/value cache against the tokens held, computed in the page.
+
+    Controls: a preset (a published shape, or ``custom``), and for ``custom`` the layers L,
+    query heads h, key/value heads :math:`h_{kv}` and head width d; the number format (bytes per
+    number) and the tokens held (a power of two). The page draws the cache in GiB against the
+    tokens, for the chosen shape and for the same shape with one key/value head per query head
+    (multi-head attention), and writes the bytes at the chosen length and the work of one new
+    token (:math:`2 L h d T` multiply-adds: its scores and its weighted sum).
+
+    Args:
+        presets: ``{name: (layers, heads, kv_heads, head_dim)}``, e.g. from the papers.
+        log2_tokens: ``(low, high, start)`` of the tokens slider, as powers of two.
+
+    Returns:
+        an ``altair`` chart; for checks, the field ``gib`` ordered by ``n`` (one row per power
+        of two) for the parameters ``preset``, ``L``, ``h``, ``hkv``, ``d``, ``nbytes``.
+    """
+    import json
+
+    import altair as alt
+
+    if not hasattr(presets, "items") or not presets:
+        raise TypeError("presets must be a non-empty dict {name: (layers, heads, kv_heads, "
+                        "head_dim)}")
+    shapes = {}
+    for name, shape in presets.items():
+        _text(name, "a preset's name")
+        if name == "custom" or len(tuple(shape)) != 4:
+            raise ValueError(f"preset {name!r} must be (layers, heads, kv_heads, head_dim) and "
+                             "not be called 'custom'")
+        L, h, kv, d = (checks.positive_int(v, f"preset {name!r}") for v in shape)
+        if h % kv:
+            raise ValueError(f"preset {name!r}: heads ({h}) must be divisible by kv_heads ({kv})")
+        shapes[name] = (L, h, kv, d)
+    low, high, start = (checks.non_negative_int(v, "log2_tokens") for v in log2_tokens)
+    if not low < high or not low <= start <= high:
+        raise ValueError(f"log2_tokens must be (low, high, start) with low < high and start "
+                         f"between them, got {log2_tokens}")
+    _text(title, "title", optional=True)
+    names = list(shapes) + ["custom"]
+    first = next(iter(shapes.values()))
+
+    def pick(i, slider):  # the preset's value, or the slider's for 'custom'
+        return "".join(f"preset == {json.dumps(n)} ? {s[i]} : " for n, s in shapes.items()) \
+            + slider
+    params = [_control("preset", names[0], alt.binding_select(options=names, name="preset ")),
+              _control("L", first[0], alt.binding_range(min=1, max=128, step=1,
+                                                        name="custom: layers ")),
+              _control("h", first[1], alt.binding_range(min=1, max=128, step=1,
+                                                        name="custom: query heads ")),
+              _control("hkv", first[2], alt.binding_range(min=1, max=128, step=1,
+                                                          name="custom: key/value heads ")),
+              _control("d", first[3], alt.binding_range(min=16, max=256, step=16,
+                                                        name="custom: head width ")),
+              _control("nbytes", 2.0, alt.binding_select(
+                  options=list(DTYPE_BYTES.values()), labels=list(DTYPE_BYTES),
+                  name="number format ")),
+              _control("log2T", start, alt.binding_range(min=low, max=high, step=1,
+                                                         name="tokens held (log2) "))]
+    rows = [{"n": 2 ** e} for e in range(low, high + 1)]
+    shape = dict(Lx=pick(0, "L"), hx=pick(1, "h"), kvx=f"min({pick(2, 'hkv')}, {pick(1, 'h')})",
+                 dx=pick(3, "d"))
+    per = "2 * datum.Lx * datum.kvx * datum.dx * nbytes"
+    base = alt.Chart(alt.Data(values=rows)).transform_calculate(**shape).transform_calculate(
+        gib=f"{per} * datum.n / pow(2, 30)",
+        mha=f"2 * datum.Lx * datum.hx * datum.dx * nbytes * datum.n / pow(2, 30)")
+    x = alt.X("n:Q", scale=alt.Scale(type="log", base=2), title="tokens held")
+    y = alt.Y("gib:Q", scale=alt.Scale(type="log"), title="cache, GiB (one sequence)")
+    line = base.mark_line(point=True).encode(x=x, y=y, tooltip=[
+        "n:Q", alt.Tooltip("gib:Q", format=".3f")])
+    mha = base.mark_line(strokeDash=[4, 4], color="gray").encode(x=x, y=alt.Y("mha:Q"))
+    rule = alt.Chart(alt.Data(values=[{}])).transform_calculate(n="pow(2, log2T)").mark_rule(
+        color="red").encode(x="n:Q")
+    text = (alt.Chart(alt.Data(values=[{"line": 0}, {"line": 1}, {"line": 2}]))
+            .transform_calculate(**shape).transform_calculate(T="pow(2, log2T)")
+            .transform_calculate(label=(
+                "datum.line == 0 ? 'L = ' + datum.Lx + ', h = ' + datum.hx + ', h_kv = ' + "
+                "datum.kvx + ', d = ' + datum.dx + ', ' + format(datum.T, ',') + ' tokens' : "
+                f"datum.line == 1 ? 'cache: ' + format({per} * datum.T / pow(2, 30), ',.3f') + "
+                "' GiB (' + format(" + per + " / 1024, ',.0f') + ' KiB per token)' : "
+                "'one new token: ' + format(2 * datum.Lx * datum.hx * datum.dx * datum.T, "
+                "',.0f') + ' multiply-adds in attention'"))
+            .mark_text(align="left", x=0).encode(y=alt.Y("line:O", axis=None), text="label:N")
+            .properties(width=320, height=60))
+    chart = alt.vconcat(alt.layer(line, mha, rule).properties(
+        width=420, height=220, title="solid: the chosen key/value heads; dashed: h_kv = h"),
+        text).add_params(*params)
+    return chart.properties(title=title) if title else chart
+
+
+def window_sink_weights(scores, t: int, window: int, sinks: int = 0) -> np.ndarray:
+    r"""What the page computes: query t's softmax over the keys a rolling cache holds, the last
+    ``window`` (s > t - W) and the first ``sinks``; evicted keys get weight 0."""
+    s = _as_array(scores, "scores", 1)
+    window, sinks = checks.positive_int(window, "window"), checks.non_negative_int(sinks, "sinks")
+    if not 0 <= t < len(s):
+        raise ValueError(f"t must lie in 0 .. {len(s) - 1}, got {t}")
+    k = np.arange(t + 1)
+    held = (t - k < window) | (k < sinks)
+    z = np.where(held, s[:t + 1], -np.inf)
+    e = np.exp(z - z[held].max())
+    return e / e.sum()
+
+
+def window_sink_explorer(scores, tokens: Sequence[str], *, head_names: Sequence[str],
+                         max_sinks: int = 4, window: int = 4, sinks: int = 0,
+                         title: str | None = None):
+    r"""An Altair chart of one query's softmax over the tokens a rolling cache holds.
+
+    Controls: the head, the window W and the number of kept sink tokens. The page keeps the
+    keys s with :math:`t - s < W` and the first ``sinks`` keys, and takes the softmax of the
+    stored scores over them: with the sink evicted, the weight it held is spread over the
+    window.
+
+    Args:
+        scores: ``(h, S)`` each head's scores :math:`q_t\cdot k_s/\sqrt d` of the last query
+            t = S - 1 over the keys 0 .. S - 1 (as a model trained with full attention computes
+            them).
+        tokens: S labels for the keys.
+        head_names: h names for the menu.
+
+    Returns:
+        an ``altair`` chart; for checks, the field ``weight`` ordered by ``k`` (S rows) for the
+        parameters ``head``, ``W`` and ``sinks``.
+    """
+    import altair as alt
+
+    s = _as_array(scores, "scores", 2)
+    h, S = s.shape
+    if isinstance(tokens, (str, bytes)) or len(tokens) != S:
+        raise ValueError(f"tokens must be a list of S = {S} labels")
+    if isinstance(head_names, (str, bytes)) or len(head_names) != h:
+        raise ValueError(f"head_names must be a list of h = {h} names")
+    max_sinks = checks.positive_int(max_sinks, "max_sinks")
+    window, sinks = checks.positive_int(window, "window"), checks.non_negative_int(sinks, "sinks")
+    if window > S or sinks > max_sinks:
+        raise ValueError(f"window must be <= S = {S} and sinks <= max_sinks = {max_sinks}")
+    _text(title, "title", optional=True)
+    names = [str(n) for n in head_names]
+    rows = [{"head": names[i], "k": j, "score": float(s[i, j]), "tok": str(tokens[j])}
+            for i in range(h) for j in range(S)]
+    t = S - 1
+    params = [_control("head", names[0], alt.binding_select(options=names, name="head ")),
+              _control("W", window, alt.binding_range(min=1, max=S, step=1, name="window W ")),
+              _control("sinks", sinks, alt.binding_range(min=0, max=max_sinks, step=1,
+                                                         name="sink tokens kept "))]
+    held = f"({t} - datum.k < W) || (datum.k < sinks)"
+    chart = (alt.Chart(alt.Data(values=rows)).transform_filter("datum.head == head")
+             .transform_calculate(held=held)
+             .transform_calculate(z=f"datum.held ? datum.score : -1e30")
+             .transform_joinaggregate(zmax="max(z)")
+             .transform_calculate(e="datum.held ? exp(datum.z - datum.zmax) : 0")
+             .transform_joinaggregate(sum_e="sum(e)")
+             .transform_calculate(
+                 weight="datum.e / datum.sum_e", key="datum.k + ' ' + datum.tok",
+                 kind=f"!datum.held ? 'evicted' : datum.k < sinks && {t} - datum.k >= W ? "
+                      "'sink' : 'window'")
+             .mark_bar().encode(
+                 x=alt.X("k:O", title="key position s"),
+                 y=alt.Y("weight:Q", title="weight", scale=alt.Scale(domain=[0, 1])),
+                 color=alt.Color("kind:N", scale=alt.Scale(
+                     domain=["window", "sink", "evicted"], range=["#4c78a8", "#e45756", "#ccc"]),
+                     title="key"),
+                 tooltip=["key:N", "kind:N", alt.Tooltip("weight:Q", format=".3f")])
+             .add_params(*params).properties(
+                 width=460, height=200, title=alt.Title(alt.expr(
+                     f"'query {t}, ' + head + ': window ' + W + ', sinks ' + sinks"))))
+    return chart.properties(title=title) if title else chart
