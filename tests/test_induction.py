@@ -203,3 +203,30 @@ def test_attention_scores_give_back_the_weights(positions):
         assert s.shape == (2, 2, 10, 10)
         assert torch.allclose(s.masked_fill(~causal, float("-inf")).softmax(-1), w, atol=1e-5)
     assert all(not m.attn._forward_hooks for m in model.blocks)        # hooks removed
+
+
+def test_induction_explorer_marks_occurrences_and_checks_its_input():
+    from attnlab.live_lm import induction_explorer, induction_roles
+
+    roles = induction_roles([4, 7, 4, 9, 4])
+    assert roles[2].tolist() == [1, 2, 0, 0, 0]               # x_0 = 4 earlier, x_1 follows it
+    assert roles[4].tolist() == [1, 2, 1, 2, 0]               # two earlier occurrences
+    assert roles[:2].sum() == 0 and roles[3].sum() == 0       # first occurrences: nothing
+    scores = torch.randn(2, 5, 5)
+    spec = induction_explorer(scores, [4, 7, 4, 9, 4], head_names=["a", "b"]).to_dict()
+    rows = spec["data"]["values"]                               # one row per (head, query)
+    assert len(rows) == 2 * 5 and rows[9]["role"] == ["earlier occurrence", "its successor",
+                                                      "earlier occurrence", "its successor",
+                                                      "other"]
+    assert {p["name"] for p in spec["params"]} == {"head", "query", "temperature", "masked"}
+    with pytest.raises(ValueError, match=r"\(H, T, T\)"):
+        induction_explorer(torch.randn(2, 5, 4), [1, 2, 3, 4, 5])
+    with pytest.raises(ValueError, match="tokens must be 5 integer ids"):
+        induction_explorer(scores, [1, 2, 3])
+    with pytest.raises(ValueError, match="head_names must be 2 strings"):
+        induction_explorer(scores, [1, 2, 3, 4, 5], head_names=["a"])
+    with pytest.raises(ValueError, match="query must be a position"):
+        induction_explorer(scores, [1, 2, 3, 4, 5], query=5)
+    with pytest.raises(ValueError, match="finite"):
+        induction_explorer(scores.masked_fill(torch.ones(5, 5).triu(1).bool(), float("-inf")),
+                           [1, 2, 3, 4, 5])
