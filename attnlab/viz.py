@@ -60,9 +60,13 @@ def heatmap(weights, x_labels: Sequence[str] | None = None, y_labels: Sequence[s
 
 
 def show_heads(attn, titles: Sequence[str] | None = None, x_labels=None, y_labels=None,
-               ncols: int | None = None, size: float = 2.6, fig=None, **kwargs):
+               ncols: int | None = None, size: float = 2.6, fig=None,
+               rect: tuple[float, float, float, float] = (0, 0, 1, 1), **kwargs):
     """Grid of per-head heatmaps from an ``(h, T, S)`` tensor, on one colour scale (shown once,
-    beside the grid) so that the heads can be compared; returns the figure."""
+    beside the grid) so that the heads can be compared; returns the figure. ``rect`` is the part
+    of the figure the grid is laid out in (e.g. ``(0, 0, 1, 0.93)`` leaves room for a title
+    above); lay the figure out here, not afterwards: the colour scale's axes do not take part in
+    a second ``tight_layout``."""
     a = _to_numpy(attn)
     if a.ndim != 3:
         raise ValueError(f"attn must be 3-D (h, T, S), got shape {tuple(a.shape)}")
@@ -78,7 +82,7 @@ def show_heads(attn, titles: Sequence[str] | None = None, x_labels=None, y_label
         heatmap(a[i], x_labels=x_labels, y_labels=y_labels, ax=ax, colorbar=False,
                 title=titles[i] if titles else f"head {i}", **kwargs)
         axes.append(ax)
-    fig.tight_layout()
+    fig.tight_layout(rect=rect)
     if axes:
         fig.colorbar(axes[-1].images[0], ax=axes, fraction=0.025, pad=0.02, label="weight")
     return fig

@@ -74,3 +74,43 @@ def test_params_are_checked():
         viz.static_twin(draw, {})
     with pytest.raises(ValueError, match="at least one value"):
         viz.static_twin(draw, {"a": []})
+
+
+# Every heat map has its colour scale: each helper that draws one (any public function of viz
+# whose body calls imshow or heatmap) must add a colour bar by default.
+HEATMAP_HELPERS = {
+    "heatmap": lambda: viz.heatmap(torch.rand(3, 4)).figure,
+    "show_heads": lambda: viz.show_heads(torch.rand(2, 3, 3)),
+    "overlay": lambda: viz.overlay(torch.rand(3, 8, 8), torch.rand(4, 4)).figure,
+}
+
+
+def _colour_bars(fig):
+    return [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
+
+
+def test_every_heat_map_helper_draws_a_colour_bar():
+    import inspect
+    import re
+
+    drawing = {name for name, f in inspect.getmembers(viz, inspect.isfunction)
+               if not name.startswith("_") and f.__module__ == viz.__name__
+               and re.search(r"\b(imshow|heatmap)\(", inspect.getsource(f).split(":", 1)[1])}
+    assert drawing == set(HEATMAP_HELPERS), f"heat-map helpers without a test: {drawing}"
+    for name, draw in HEATMAP_HELPERS.items():
+        fig = draw()
+        assert len(_colour_bars(fig)) == 1, f"viz.{name} drew no colour bar"
+        plt.close(fig)
+    assert not _colour_bars(viz.heatmap(torch.rand(2, 2), colorbar=False).figure)  # can fail
+    plt.close("all")
+
+
+def test_show_heads_lays_out_beside_a_title_without_a_warning():
+    import warnings
+
+    fig = plt.figure(figsize=(6, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second tight_layout warned and clipped the bar
+        viz.show_heads(torch.rand(2, 3, 3), fig=fig, rect=(0, 0, 1, 0.9))
+    assert max(ax.get_position().y1 for ax in fig.axes) <= 0.9 + 1e-6
+    plt.close(fig)

@@ -7,7 +7,7 @@
 2. Only the book on the page: in a notebook's code cells, the lines that exist for the build
    (``# NBVAL_...`` markers for the notebook tests, ``glue(...)`` calls that hand a number to the
    prose, ``target(...)`` calls that assert a learning target) are left out of the code shown;
-   a cell with nothing else left is not shown at all. The notebooks keep those lines (they run
+   a cell with nothing else left (or only comments, which spoke of those lines) is not shown. The notebooks keep those lines (they run
    them), and Jupyter and Colab show them.
 """
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _drop_build_lines(app, doctree, docname):
             kept.pop(0)
         while kept and not kept[-1].strip():
             kept.pop()
-        if kept:
+        if any(line.strip() and not line.lstrip().startswith("#") for line in kept):
             text = "\n".join(kept)
             block.rawsource = text
             block.children = [nodes.Text(text)]
