@@ -82,7 +82,8 @@ def show_heads(attn, titles: Sequence[str] | None = None, x_labels=None, y_label
         heatmap(a[i], x_labels=x_labels, y_labels=y_labels, ax=ax, colorbar=False,
                 title=titles[i] if titles else f"head {i}", **kwargs)
         axes.append(ax)
-    fig.tight_layout(rect=rect)
+    room = 0.8 / fig.get_figwidth()  # the colour scale's ticks and label, 0.8 inch, on the right
+    fig.tight_layout(rect=(rect[0], rect[1], rect[2] - room, rect[3]))
     if axes:
         fig.colorbar(axes[-1].images[0], ax=axes, fraction=0.025, pad=0.02, label="weight")
     return fig

@@ -90,7 +90,7 @@ MOVE = """
 
 
 # A control shown disabled must act on nothing: set its signal anyway, the plot must not change.
-IDLE = """
+IDLE = r"""
 async ([id, name]) => {
   const view = window.attnlabLive.views[id];
   const el = document.querySelector("#" + id + " .vega-bindings [name='" + name + "']");

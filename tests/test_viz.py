@@ -113,4 +113,7 @@ def test_show_heads_lays_out_beside_a_title_without_a_warning():
         warnings.simplefilter("error")  # a second tight_layout warned and clipped the bar
         viz.show_heads(torch.rand(2, 3, 3), fig=fig, rect=(0, 0, 1, 0.9))
     assert max(ax.get_position().y1 for ax in fig.axes) <= 0.9 + 1e-6
+    fig.canvas.draw()  # the colour scale's ticks and label lie inside the figure, not cut off
+    bar = _colour_bars(fig)[0].get_tightbbox(fig.canvas.get_renderer())
+    assert bar.x1 <= fig.bbox.x1 and bar.y0 >= fig.bbox.y0, (bar, fig.bbox)
     plt.close(fig)
