@@ -739,10 +739,10 @@ def cost_explorer(sizes: Sequence[int], counted: Mapping[str, str], *,
     at_size = (alt.Chart(alt.Data(values=[{"m": m, "order": i} for i, m in enumerate(names)]))
                .transform_calculate(cost=by_method("size"))
                .transform_calculate(label="datum.m + ': ' + format(datum.cost, ',.0f')")
-               .mark_text(align="left", x=0).encode(
+               .mark_text(align="left", x=0).encode(  # grey, the chosen method in black
                    y=alt.Y("m:N", sort=names, title=None, axis=None), text="label:N",
-                   color=color, opacity=alt.condition("datum.m == method", alt.value(1.0),
-                                                      alt.value(0.45)))
+                   color=alt.condition("datum.m == method", alt.value("#000"),
+                                       alt.value("#777")))
                .properties(width=300, height=18 * len(names), view={"stroke": None},
                            title=alt.Title(alt.expr(f"'{what} at {size_name} = ' + size"))))
     # the chosen method at the chosen size: its cost, against the first, and when doubled
