@@ -575,6 +575,9 @@ def channel_gate_explorer(gates: Mapping[str, object], feature_map, *, groups: i
                      color=alt.Color("group:N", title="group", legend=None),
                      tooltip=[alt.Tooltip("gate:Q", format=".3f")])
              .add_params(*params).properties(width=12 * C, height=160))
+    if n_images > 1 and low <= 0 <= high:  # at s = 0 every image gives the gates of the biases
+        chart = chart.properties(usermeta={"attnlab_inactive": {"image": {
+            "when": "scale == 0", "why": "at s = 0 the gates see no input: every image alike"}}})
     return chart.properties(title=title) if title else chart
 
 

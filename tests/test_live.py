@@ -95,6 +95,11 @@ def test_channel_gate_explorer_precomputes_what_the_gates_compute():
             ref = module(s * x[image:image + 1], return_attention=True)[1].flatten().numpy()
         np.testing.assert_allclose(page, ref, atol=1e-6)
     assert gates["SE"].fc1.weight.dtype == torch.float32  # the caller's modules are untouched
+    # at s = 0 the gates read nothing: the image slider is greyed out there, and says why
+    off = spec["usermeta"]["attnlab_inactive"]["image"]
+    assert off["when"] == "scale == 0" and "no input" in off["why"]
+    one = live.channel_gate_explorer(gates, x[:1]).to_dict()
+    assert "attnlab_inactive" not in one.get("usermeta", {})  # one image: no slider at all
 
 
 def test_publish_in_the_book_build_embeds_the_spec_and_the_checks(monkeypatch):
