@@ -315,3 +315,23 @@ def test_chapter_page_reads_like_a_book(browser, chapter):
         machinery = [line for block in found["code"] for line in block.splitlines()
                      if "NBVAL" in line or line.lstrip().startswith(("glue(", "target("))]
         assert not machinery, f"{chapter}: build machinery on the page: {machinery[:3]}"
+
+
+def test_build_lines_leave_with_the_comments_that_speak_of_them():
+    """A comment right above a glue/target statement, or closing the cell after one, goes with
+    it; a comment above kept code, or separated by a blank line, stays."""
+    from sphinx_page_fixes import build_only_lines
+
+    source = "\n".join([
+        "x = 1  # kept",                  # 0
+        "# why the target below holds",   # 1 dropped (right above a target)
+        "target('a', x, 0)",              # 2 dropped
+        "# about y",                      # 3 kept (above kept code)
+        "y = 2",                          # 4
+        "# about the glue, after a gap",  # 5 kept (a blank line between)
+        "",                               # 6
+        "glue('b', y)",                   # 7 dropped
+        "# closing words on the targets",  # 8 dropped (ends the cell after a dropped line)
+    ])
+    assert build_only_lines(source) == {1, 2, 7, 8}
+    assert build_only_lines("y = 2\n# closing words on y") == set()

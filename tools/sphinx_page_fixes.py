@@ -47,7 +47,8 @@ def _build_only(stmt: ast.stmt) -> bool:
 def build_only_lines(source: str) -> set[int]:
     """Line numbers (0-based) of ``source`` that only serve the build: NBVAL markers and the
     ``glue(...)`` / ``target(...)`` statements at any depth (however many lines they span),
-    with a loop or ``if`` that holds nothing else."""
+    with a loop or ``if`` that holds nothing else, and the comments that introduce them (right
+    above, no blank line between) or close the cell after them."""
     lines = source.split("\n")
     drop = {i for i, line in enumerate(lines) if line.strip().startswith("# NBVAL_")}
     try:
@@ -68,6 +69,23 @@ def build_only_lines(source: str) -> set[int]:
                 visit(handler.body, nested=True)
 
     visit(tree.body)
+    # a comment that speaks of those lines goes with them: a run of full-line comments right
+    # above a dropped statement, or at the end of the cell after one
+    code = [i for i, line in enumerate(lines)
+            if line.strip() and not line.lstrip().startswith("#")]
+    i = 0
+    while i < len(lines):
+        if not (lines[i].lstrip().startswith("#") and i not in drop):
+            i += 1
+            continue
+        j = i
+        while j < len(lines) and lines[j].lstrip().startswith("#"):
+            j += 1
+        before = [k for k in code if k < i]
+        after = [k for k in code if k >= j]
+        if (after and after[0] == j and j in drop) or (not after and before and before[-1] in drop):
+            drop.update(range(i, j))
+        i = j
     return drop
 
 
