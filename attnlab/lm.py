@@ -19,6 +19,8 @@ Where positions come from is one argument:
 :meth:`TinyLM.forward` takes a list of :class:`attnlab.attention.KVCache` (one per layer) to
 decode step by step, and ``head_mask`` ``(L, h)`` to remove heads (ablation);
 :meth:`TinyLM.generate` decodes greedily or by sampling, with an optional window and sinks.
+``sink_logit=True`` gives every head a learnable sink logit (:class:`SinkLogit`), a place for
+the softmax's weight that is not a token.
 
 Shapes: ids ``(B, T)`` -> logits ``(B, T, V)``; with ``return_attention=True`` also a list of L
 weight tensors ``(B, h, T, S)``.
