@@ -101,7 +101,7 @@ def rope_explorer(q, k, *, base: float = 10000.0, max_distance: int = 48, m: int
     score = (alt.Chart(alt.Data(values=curve)).transform_filter(band)
              .transform_lookup(lookup="i", from_=per_pair)
              .transform_calculate(c=f"(datum.a * cos(datum.r * datum.t) + datum.b * "
-                                    f"sin(datum.r * datum.t)) / {np.sqrt(d)!r}")
+                                    f"sin(datum.r * datum.t)) / {float(np.sqrt(d))!r}")
              .transform_aggregate(score="sum(c)", groupby=["r"]))
     x = alt.X("r:Q", title="distance r = n - m", scale=alt.Scale(domain=[-R, R], nice=False))
     line = score.mark_line().encode(x=x, y=alt.Y("score:Q", title="score of the band"))
