@@ -7,7 +7,9 @@ Each notebook runs as a script (its code cells in order) in a fresh process with
 - ``ATTNLAB_RECORD`` = a file to which :mod:`attnlab.report` appends every ``target`` and
   ``glue`` call (name, value, threshold).
 
-One JSON line per record and one per run (time, success, the error if any) go to ``--out``.
+One JSON line per record and one per run (wall-clock and CPU seconds, success, the error if
+any) go to ``--out``. An existing file keeps the rows of the notebooks not run this time; the
+rows of those that are run are replaced (under a lock, so two runs can share a file).
 The page ``book/robustness.md`` reads every file in ``book/robustness_runs/`` and shows, per
 chapter, each target's threshold and its worst, median and best value over the matrix.
 
@@ -20,6 +22,7 @@ A notebook that fails (a missed target raises) is reported and counted; the run 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import platform
@@ -43,7 +46,10 @@ def notebook_script(path: Path) -> str:
             continue
         lines = [ln for ln in "".join(cell["source"]).splitlines() if not ln.lstrip().startswith(("%", "!"))]
         parts.append(f"# --- cell {i}\n" + "\n".join(lines))
-    return "\n\n".join(parts) + "\n"
+    cpu = ("import atexit as _atexit, os as _os, resource as _resource\n"
+           "_atexit.register(lambda: open(_os.environ['ATTNLAB_CPU_FILE'], 'w').write(\n"
+           "    str(sum(_resource.getrusage(_resource.RUSAGE_SELF)[:2]))))\n")
+    return cpu + "\n\n".join(parts) + "\n"
 
 
 def machine() -> dict:
@@ -67,8 +73,10 @@ def run_one(path: Path, seed: int, kernels: str, python: str, device: str | None
     """Run one notebook once; return its records and one 'run' row."""
     script = workdir / f"{path.stem}.py"
     record = workdir / f"{path.stem}-{seed}-{kernels}.jsonl"
-    record.unlink(missing_ok=True)
+    cpu_file = workdir / f"{path.stem}-{seed}-{kernels}.cpu"
+    record.unlink(missing_ok=True), cpu_file.unlink(missing_ok=True)
     env = {**os.environ, "ATTNLAB_SEED": str(seed), "ATTNLAB_RECORD": str(record),
+           "ATTNLAB_CPU_FILE": str(cpu_file),
            "ATTNLAB_NOTEBOOK": path.stem, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("ATEN_CPU_CAPABILITY", None)
@@ -87,10 +95,43 @@ def run_one(path: Path, seed: int, kernels: str, python: str, device: str | None
     rows = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
     for row in rows:
         row["kernels"] = kernels  # 'native' rather than unset
+    cpu = round(float(cpu_file.read_text()), 1) if cpu_file.exists() else None
     rows.append({"kind": "run", "notebook": path.stem, "seed": str(seed), "kernels": kernels,
-                 "device": device or "auto", "seconds": round(seconds, 1), "ok": ok,
-                 "error": "" if ok else error})
+                 "device": device or "auto", "seconds": round(seconds, 1), "cpu_seconds": cpu,
+                 "ok": ok, "error": "" if ok else error})
     return rows
+
+
+class _Locked:
+    """``with _Locked(path):`` holds an exclusive lock beside ``path`` (other runs wait)."""
+
+    def __init__(self, path: Path):
+        self.lock = path.with_name(path.name + ".lock")
+
+    def __enter__(self):
+        self.f = self.lock.open("w")
+        fcntl.flock(self.f, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.f, fcntl.LOCK_UN)
+        self.f.close()
+
+
+def start_file(out: Path, machine_row: dict, notebooks: set[str]) -> None:
+    """Keep the rows of ``out`` for other notebooks, drop those of ``notebooks``, and make sure
+    the file describes this machine."""
+    with _Locked(out):
+        rows = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+        kept = [r for r in rows if r["kind"] == "machine" or r.get("notebook") not in notebooks]
+        same = {k: machine_row[k] for k in ("device", "cpu", "cores", "torch")}
+        if not any(all(r.get(k) == v for k, v in same.items()) for r in kept if r["kind"] == "machine"):
+            kept.insert(0, machine_row)
+        out.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def append_rows(out: Path, rows: list[dict]) -> None:
+    with _Locked(out), out.open("a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
 
 
 def main() -> int:
@@ -116,8 +157,9 @@ def main() -> int:
     print(f"{len(configs)} runs ({len(paths)} notebooks x {len(args.seeds)} seeds x "
           f"{len(args.kernels)} kernel sets) on {info}, {args.jobs} at a time -> {out}")
     start, failed = time.perf_counter(), 0
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool, out.open("w") as f:
-        f.write(json.dumps({"kind": "machine", "label": label, "device": args.device, **info}) + "\n")
+    start_file(out, {"kind": "machine", "label": label, "device": args.device, **info},
+               {p.stem for p in paths})
+    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
         for p in paths:
             (Path(tmp) / f"{p.stem}.py").write_text(notebook_script(p))
         futures = [pool.submit(run_one, p, s, k, args.python, args.device, args.timeout, Path(tmp))
@@ -127,9 +169,10 @@ def main() -> int:
             run = rows[-1]
             failed += not run["ok"]
             status = "ok" if run["ok"] else f"FAILED: {run['error']}"
+            cpu = f" (CPU {run['cpu_seconds']:.0f} s)" if run["cpu_seconds"] is not None else ""
             print(f"{run['notebook']:<36} seed {run['seed']} {run['kernels']:<8} "
-                  f"{run['seconds']:6.1f} s  {status}", flush=True)
-            f.writelines(json.dumps(r) + "\n" for r in rows)
+                  f"{run['seconds']:6.1f} s{cpu}  {status}", flush=True)
+            append_rows(out, rows)
     print(f"{len(configs) - failed} of {len(configs)} runs passed in {time.perf_counter() - start:.0f} s")
     return 1 if failed else 0
 
