@@ -55,7 +55,9 @@ def rope_explorer(q, k, *, base: float = 10000.0, max_distance: int = 48, m: int
     Controls: the query position m, the key position n, and the band of frequency pairs
     (lowest and highest pair index; pair 0 turns fastest). Left: the score
     :math:`\langle R_m q, R_n k\rangle/\sqrt d` of the band against the distance r = n - m,
-    with the chosen (m, n) marked: moving m and n together moves nothing. Right: the lowest
+    with a marker computed from the rotated vectors themselves, :math:`R_m q` and
+    :math:`R_n k`: it lands on the curve at r = n - m, and moving m and n together moves
+    nothing. Right: the lowest
     pair of the band, the query's and the key's two features after rotation by
     :math:`m\theta_i` and :math:`n\theta_i`.
 
@@ -68,7 +70,8 @@ def rope_explorer(q, k, *, base: float = 10000.0, max_distance: int = 48, m: int
 
     Returns:
         an ``altair`` chart; for checks, the field ``score`` ordered by ``r`` (2 max_distance
-        + 1 rows) for the parameters ``m``, ``n``, ``lo``, ``hi``.
+        + 1 rows) for the parameters ``m``, ``n``, ``lo``, ``hi``, and the marker's ``at_mn``
+        (one row).
     """
     import altair as alt
 
@@ -105,9 +108,20 @@ def rope_explorer(q, k, *, base: float = 10000.0, max_distance: int = 48, m: int
              .transform_aggregate(score="sum(c)", groupby=["r"]))
     x = alt.X("r:Q", title="distance r = n - m", scale=alt.Scale(domain=[-R, R], nice=False))
     line = score.mark_line().encode(x=x, y=alt.Y("score:Q", title="score of the band"))
-    here = score.transform_filter("datum.r == n - m").mark_point(
-        size=90, filled=True, color="#d62728").encode(
-        x=x, y="score:Q", tooltip=[alt.Tooltip("score:Q", format=".3f")])
+    # the marker: the rotated query (at m) times the rotated key (at n), summed over the band;
+    # it lands on the curve at r = n - m because the score depends on the offset only
+    rotated = [{"i": i, "q1": float(q[2 * i]), "q2": float(q[2 * i + 1]), "k1": float(k[2 * i]),
+                "k2": float(k[2 * i + 1]), "t": float(theta[i])} for i in range(d // 2)]
+    here = (alt.Chart(alt.Data(values=rotated)).transform_filter(band)
+            .transform_calculate(
+                dot="((datum.q1 * cos(m * datum.t) - datum.q2 * sin(m * datum.t)) * "
+                    "(datum.k1 * cos(n * datum.t) - datum.k2 * sin(n * datum.t)) + "
+                    "(datum.q1 * sin(m * datum.t) + datum.q2 * cos(m * datum.t)) * "
+                    "(datum.k1 * sin(n * datum.t) + datum.k2 * cos(n * datum.t)))")
+            .transform_aggregate(total="sum(dot)")
+            .transform_calculate(r="n - m", at_mn=f"datum.total / {float(np.sqrt(d))!r}")
+            .mark_point(size=90, filled=True, color="#d62728").encode(
+                x=x, y="at_mn:Q", tooltip=[alt.Tooltip("at_mn:Q", format=".3f")]))
     left = alt.layer(line, here).properties(
         width=300, height=220, title=alt.Title(alt.expr(
             "'score against n - m (pairs ' + min(lo, hi) + '-' + max(lo, hi) + "

@@ -15,8 +15,8 @@ seam as one function, so every softmax still runs in
       \sin t\theta_i & \cos t\theta_i\end{pmatrix}, \quad \theta_i = b^{-2i/d}.
 
   Two pairings are in circulation: *interleaved* pairs :math:`(x_{2i}, x_{2i+1})` (the paper,
-  ``rotary-embedding-torch``) and *halves* :math:`(x_i, x_{i+d/2})` ("rotate half": LLaMA's code,
-  GPT-NeoX, ``x-transformers``). They are the same function up to a fixed permutation of the
+  ``rotary-embedding-torch``, Meta's LLaMA code) and *halves* :math:`(x_i, x_{i+d/2})` ("rotate
+  half": GPT-NeoX, Hugging Face's LLaMA, ``x-transformers``). They are the same function up to a fixed permutation of the
   features (:func:`pairing_permutation`). ``scale`` < 1 multiplies the positions: position
   interpolation for sequences longer than those trained on.
 - **ALiBi** adds :math:`-m_h\,|t - s|` to head h's scores, with geometric slopes

@@ -16,6 +16,7 @@ def test_ntk_base():
     assert wrong(check_ntk_base(lambda b, f, d: b / f), "slower")
     assert wrong(check_ntk_base(lambda b, f, d: b * f * f), "not 2")
     assert wrong(check_ntk_base(123.0), "expected")
+    assert check_ntk_base(41829).ok                       # rounded to an integer
     assert wrong(check_ntk_base(lambda b: b), "TypeError")
     assert not_done(check_ntk_base(...))
 
