@@ -429,6 +429,11 @@ def kv_cache_calculator(presets, *, log2_tokens: tuple[int, int, int] = (8, 20, 
     chart = alt.vconcat(alt.layer(line, mha, rule).properties(
         width=420, height=220, title="solid: the chosen key/value heads; dashed: h_kv = h"),
         text).add_params(*params)
+    # the custom sliders act only on the custom shape (and h_kv is at most h): say so in the page
+    custom = {"when": "preset != 'custom'", "why": "choose the preset 'custom' to set it"}
+    chart = chart.properties(usermeta={"attnlab_inactive": {
+        "L": custom, "h": custom, "d": custom,
+        "hkv": {"when": "preset != 'custom' || h == 1", "why": "custom only, and at most h"}}})
     return chart.properties(title=title) if title else chart
 
 
