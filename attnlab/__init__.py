@@ -25,9 +25,14 @@ One concept per module, each short enough to read beside its chapter. Mechanisms
   (:ref:`chap-residual-attention`, :ref:`chap-dense-attention`, :ref:`chap-scale-attention`)
 - ``attnlab.positions``: positions inside attention: rotary embeddings (RoPE), ALiBi's linear
   biases and T5's bucketed relative bias, each through ``MultiHeadAttention``'s seam
+  (:ref:`chap-positions`)
 - ``attnlab.cache``: the key/value cache for decoding step by step (a rolling window, sinks)
+  (:ref:`chap-generating`)
 - ``attnlab.lm``: a tiny causal language model (pre-norm decoder blocks, any of the position
-  schemes, grouped-query heads, a key/value cache, head ablation, ``generate``)
+  schemes, grouped-query heads, a key/value cache, a sink logit, head ablation, ``generate``)
+  (:ref:`chap-generating`)
+- ``attnlab.induction``: the repeated-segment task, per-position losses, previous-token,
+  prefix-matching and copying scores per head, head ablation masks (:ref:`chap-induction`)
 - ``attnlab.checks``: the argument checks every mechanism shares
 
 Helpers (they import the mechanisms, never the reverse):
@@ -35,6 +40,7 @@ Helpers (they import the mechanisms, never the reverse):
 - ``attnlab.data``: offline data sets, generated or shipped inside packages
 - ``attnlab.train``: a small, transparent fit loop
 - ``attnlab.viz``: heatmaps, overlays, widgets and their static twins
+- ``attnlab.live``, ``attnlab.live_lm``: figures that compute in the rendered page (Vega-Lite)
 - ``attnlab.report``: numbers for the prose (glue) and recorded learning targets
 - ``attnlab.measure``: time, memory kept for backward, peak memory of a forward pass
 - ``attnlab.exercises``: checkers for the exercises
