@@ -51,7 +51,7 @@ def fit(model: torch.nn.Module, data, *, steps: int, batch_size: int = 64, lr: f
         loss_fn: Callable | None = None, device=None, weight_decay: float = 0.0,
         generator: torch.Generator | None = None, progress: bool = True,
         log_every: int | None = None, foreach: bool | None = None, warmup: int = 0) -> dict:
-    """Train ``model`` with Adam(W) for ``steps`` minibatches; returns ``{"step": [...], "loss": [...]}``.
+    r"""Train ``model`` with Adam(W) for ``steps`` minibatches; returns ``{"step": [...], "loss": [...]}``.
 
     Args:
         data: ``(X, Y)`` tensors of the same length (at least one example) or a callable
