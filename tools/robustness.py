@@ -5,7 +5,8 @@ Each notebook runs as a script (its code cells in order) in a fresh process with
 - ``ATTNLAB_SEED`` = each seed (the notebooks seed everything from it),
 - ``ATEN_CPU_CAPABILITY`` = each kernel set (``native`` leaves it unset: the machine's own),
 - ``ATTNLAB_RECORD`` = a file to which :mod:`attnlab.report` appends every ``target`` and
-  ``glue`` call (name, value, threshold).
+  ``glue`` call (name, value, threshold);
+- ``OMP_NUM_THREADS`` = 1 unless set: each run uses one core, the budget's unit.
 
 One JSON line per record and one per run (wall-clock and CPU seconds, success, the error if
 any) go to ``--out``. An existing file keeps the rows of the notebooks not run this time; the
@@ -77,6 +78,8 @@ def run_one(path: Path, seed: int, kernels: str, python: str, device: str | None
     record.unlink(missing_ok=True), cpu_file.unlink(missing_ok=True)
     env = {**os.environ, "ATTNLAB_SEED": str(seed), "ATTNLAB_RECORD": str(record),
            "ATTNLAB_CPU_FILE": str(cpu_file),
+           # the budget is one core: one thread unless the caller says otherwise
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
            "ATTNLAB_NOTEBOOK": path.stem, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     env.pop("ATEN_CPU_CAPABILITY", None)
