@@ -190,6 +190,15 @@ def test_prose_numbers_come_from_glue(path):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_runs_on_one_thread(path):
+    """Tiny models on a shared 2-core CPU: two threads per kernel, with the book build and nbval
+    side by side, made one chapter take 1,000 s instead of 60 (threads waiting for each other)."""
+    code = "\n".join(c.source for c in read(path).cells if c.cell_type == "code")
+    assert re.search(r"^torch\.set_num_threads\(1\)", code, re.M), \
+        "set torch.set_num_threads(1) in the imports cell, as every chapter does"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
 def test_training_uses_the_device(path):
     code = "\n".join(c.source for c in read(path).cells if c.cell_type == "code")
     assert re.search(r"\.to\(device\)|device=device", code), "nothing is sent to `device`"
