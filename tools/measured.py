@@ -25,17 +25,19 @@ def block() -> str:
     for path in sorted((ROOT / "book" / "robustness_runs").glob("*-cpu.jsonl")):
         rows = [json.loads(line) for line in path.read_text().splitlines()]
         machine = next(r for r in rows if r["kind"] == "machine")
-        times = defaultdict(list)
+        times, cpu = defaultdict(list), defaultdict(list)
         for r in rows:
             if r["kind"] == "run":
                 times[r["notebook"]].append(r["seconds"])
+                if r.get("cpu_seconds") is not None:
+                    cpu[r["notebook"]].append(r["cpu_seconds"])
         medians = {nb: statistics.median(t) for nb, t in times.items()}
         fastest, slowest = min(medians, key=medians.get), max(medians, key=medians.get)
         worst = max(times, key=lambda nb: max(times[nb]))
         runs = sorted({len(t) for t in times.values()})
         over = sorted(int(nb[:2]) for nb, m in medians.items() if m > 60)
         lines.append(
-            f"Each chapter's run time as a script on one core of a {machine['cores']}-core "
+            f"Each chapter's wall-clock run time as a script on a {machine['cores']}-core "
             f"{machine['cpu'].upper()} CPU (PyTorch {machine['torch']}), from "
             f"`book/robustness_runs/{path.name}` ({'/'.join(map(str, runs))} runs per chapter, "
             f"seeds x CPU kernel sets): medians from {medians[fastest]:.0f} s (chapter "
@@ -43,8 +45,22 @@ def block() -> str:
             f"slowest single run took {max(times[worst]):.0f} s (chapter {int(worst[:2])}). "
             + (f"Chapters with a median over a minute: {', '.join(map(str, over))}."
                if over else "Every chapter's median is under a minute.")
-            + (f" These runs were {machine['note']}." if machine.get("note") else ""))
+            + (f" These runs were {machine['note']}." if machine.get("note") else "")
+            + _cpu_sentence(cpu))
     return "\n".join([START, *lines, END])
+
+
+def _cpu_sentence(cpu: dict) -> str:
+    """The CPU seconds of the notebooks' own processes (one core), where the runs recorded them."""
+    if not cpu:
+        return ""
+    medians = {nb: statistics.median(t) for nb, t in cpu.items()}
+    over = sorted(int(nb[:2]) for nb, m in medians.items() if m > 60)
+    return (f" CPU seconds of the notebook's own process (one thread), recorded for chapters "
+            f"{', '.join(str(int(nb[:2])) for nb in sorted(medians))}: medians "
+            + ", ".join(f"{medians[nb]:.0f} s (chapter {int(nb[:2])})" for nb in sorted(medians))
+            + "; " + (f"over a minute: {', '.join(map(str, over))}." if over
+                      else "every one under a minute."))
 
 
 def main() -> int:
