@@ -161,7 +161,10 @@ def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None = None,
         else:
             work = work + mask.to(work.dtype)
     # softmax(-inf, ..., -inf) would be NaN: a row with no visible key gets zeros instead.
-    blocked = (work == float("-inf")).all(dim=dim, keepdim=True)  # (..., T, 1)
+    # A row is blocked when its largest score is -inf (one reduction, no (T, S) bool tensor).
+    if work.shape[dim] == 0:
+        return torch.softmax(work, dim=dim).to(scores.dtype)
+    blocked = work.detach().amax(dim=dim, keepdim=True) == float("-inf")  # (..., T, 1)
     if not bool(blocked.any()):  # the common case: no fix-up, no extra (T, S) tensor kept
         return torch.softmax(work, dim=dim).to(scores.dtype)
     work = work.masked_fill(blocked, 0.0)
